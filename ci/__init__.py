@@ -1,0 +1,32 @@
+"""Slipway's server side. Importing this package loads nothing heavy: runners
+import ``ci.pipeline`` without pulling in Flask, SQLAlchemy or the views."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def create_app(test_config: Mapping[str, Any] | None = None):
+    """The Flask app factory.
+
+    Args:
+        test_config: overrides of :class:`ci.settings.Settings` fields (tests use
+            this to point at a temporary database and a test Redis).
+    """
+    from pathlib import Path
+
+    from flask import Flask
+
+    from ci import assets, resources
+    from ci.settings import load_settings
+    from ci.views import api, badges, errors, hooks, logs, pages
+
+    settings = load_settings(**dict(test_config or {}))
+    app = Flask(__name__, template_folder=str(Path(__file__).parent.parent / "templates"))
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
+    resources.init_app(app, settings)
+    errors.init_app(app)
+    assets.init_app(app)
+    for module in (hooks, api, badges, logs, pages):
+        app.register_blueprint(module.bp)
+    return app

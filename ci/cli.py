@@ -1,0 +1,228 @@
+"""The ``slipway`` command: the composition root for admins on the box.
+
+Server commands (repos, triggers, the recorder, migrations) call the same service
+layer as the web app, never HTTP. Runner commands (``worker``, ``images``) are
+the only place the server side's package reaches into ``runners``, and only
+inside those commands, so the server's modules still never import the runner.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+import click
+from redis import Redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from ci.settings import Settings, SettingsError, load_settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    redis: Redis
+
+
+def _context(migrate: bool = True) -> Context:
+    from ci import db
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = db.make_engine(settings.database_url)
+    if migrate:
+        db.upgrade(engine)
+    return Context(settings, db.make_sessionmaker(engine), Redis.from_url(settings.redis_url))
+
+
+@click.group()
+def main() -> None:
+    """Slipway: continuous integration on your own servers."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+# Repositories ---------------------------------------------------------------------------
+
+@main.group()
+def repo() -> None:
+    """Register, list and remove repositories."""
+
+
+@repo.command("add")
+@click.argument("full_name")
+@click.option("--forge", type=click.Choice(["github"]), default="github", show_default=True)
+@click.option("--clone-url", required=True, help="https, ssh, file:// URL or a local path.")
+@click.option("--secret", required=True, help="The webhook secret configured on the forge.")
+@click.option("--default-branch", default="main", show_default=True)
+def repo_add(full_name: str, forge: str, clone_url: str, secret: str, default_branch: str) -> None:
+    """Register FULL_NAME (OWNER/NAME) so its webhooks start builds."""
+    from ci import store
+
+    ctx = _context()
+    with ctx.sessions() as session:
+        try:
+            store.add_repo(session, full_name, forge, clone_url, secret, default_branch)
+        except store.StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+    base = ctx.settings.base_url
+    click.echo(f"registered {full_name}\n  webhook URL: {base}/hooks/{forge} "
+               f"(content type application/json, the secret you gave)\n"
+               f"  badge:       {base}/{full_name}/badge.svg")
+
+
+@repo.command("list")
+def repo_list() -> None:
+    """List registered repositories with their latest build."""
+    from ci import store
+
+    ctx = _context()
+    with ctx.sessions() as session:
+        rows = store.list_repos(session)
+        if not rows:
+            click.echo("no repositories; add one with `slipway repo add`")
+        for item, latest in rows:
+            status = f"#{latest.number} {latest.status}" if latest else "no builds"
+            click.echo(f"{item.full_name}\t{item.forge}\t{item.clone_url}\t{status}")
+
+
+@repo.command("remove")
+@click.argument("full_name")
+def repo_remove(full_name: str) -> None:
+    """Remove FULL_NAME and all its builds."""
+    from ci import store
+
+    ctx = _context()
+    with ctx.sessions() as session:
+        if not store.remove_repo(session, full_name):
+            raise click.ClickException(f"{full_name} is not registered")
+    click.echo(f"removed {full_name}")
+
+
+# Builds ----------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("full_name")
+@click.option("--branch", help="Build the head of this branch (default: the default branch).")
+@click.option("--sha", help="Build this exact commit.")
+def trigger(full_name: str, branch: str | None, sha: str | None) -> None:
+    """Start a build of FULL_NAME by hand."""
+    from ci import builds, store
+
+    ctx = _context()
+    with ctx.sessions() as session:
+        found = store.get_repo(session, full_name)
+        if found is None:
+            raise click.ClickException(f"{full_name} is not registered")
+        try:
+            wanted = builds.manual_trigger(found, branch=branch, sha=sha)
+        except store.StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+        accepted = builds.accept(session, ctx.redis, ctx.settings, found, wanted)
+        build = accepted.build
+        click.echo(f"build #{build.number} of {wanted.sha[:12]} queued: "
+                   f"{ctx.settings.base_url}/{full_name}/builds/{build.number}")
+        if not accepted.enqueued:
+            click.echo("Redis is not reachable; the build will start once it is", err=True)
+
+
+# Processes -------------------------------------------------------------------------------
+
+@main.command()
+def recorder() -> None:
+    """Apply runner events to the database and reconcile the queue (run one)."""
+    from ci.recorder import Recorder
+
+    ctx = _context()
+    click.echo("recorder: waiting for runner events")
+    Recorder(ctx.sessions, ctx.redis, ctx.settings).run_forever()
+
+
+@main.command()
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="How many jobs this host runs at once.")
+@click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
+def worker(count: int, burst: bool) -> None:
+    """Run builds: take jobs from the queue and run them in Docker."""
+    from runners.service import start_workers
+    from runners.settings import load_runner_settings
+
+    try:
+        settings = load_runner_settings()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    start_workers(settings, count=count, burst=burst)
+
+
+@main.group()
+def images() -> None:
+    """Build images."""
+
+
+@images.command("build")
+@click.argument("names", nargs=-1)
+def images_build(names: tuple[str, ...]) -> None:
+    """Make sure the build images exist (all known ones when no NAMES are given)."""
+    import docker
+
+    from runners import images as image_builder
+
+    settings = load_settings()
+    client = docker.from_env()
+    for name in names or tuple(image_builder.IMAGES):
+        if name not in image_builder.IMAGES:
+            raise click.ClickException(f"no recipe for {name}; known: "
+                                       f"{', '.join(image_builder.IMAGES)}")
+        try:
+            message = image_builder.ensure_image(client, name, settings.data_dir / "images")
+        except image_builder.ImageBuildError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(message or f"{name}: present")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the latest version."""
+    _context(migrate=True)
+    click.echo("database schema is up to date")
+
+
+@main.command()
+@click.option("--stop", is_flag=True, help="Stop the services an earlier bootstrap started.")
+def bootstrap(stop: bool) -> None:
+    """Make sure Redis, the Docker engine and the default build image are there."""
+    from ci import bootstrap as services
+
+    settings = load_settings()
+    run_dir = settings.data_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if stop:
+        for line in services.stop_started(run_dir):
+            click.echo(line)
+        return
+    try:
+        for message in (services.ensure_redis(settings.redis_url, run_dir),
+                        services.ensure_docker(run_dir)):
+            if message:
+                click.echo(message)
+    except services.BootstrapError as exc:
+        raise click.ClickException(str(exc)) from None
+    from runners import images as image_builder
+
+    if settings.default_image in image_builder.IMAGES:
+        click.get_current_context().invoke(images_build, names=(settings.default_image,))
+    else:
+        click.echo(f"{settings.default_image} is not one Slipway can build; the runner "
+                   "pulls it when a job needs it")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Job logs: the live stream in Redis while a job runs, the archive once it ends.
+
+The archive is a JSON-lines file per job that keeps each entry's stream id, so a
+client that resumes with ``Last-Event-ID`` gets the same ids from either source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from redis import Redis
+
+from ci.pipeline import keys
+from ci.pipeline.logformat import END, LogEntry
+
+
+def archive_path(log_dir: Path, job_id: int) -> Path:
+    return log_dir / f"{job_id // 1000:04d}" / f"{job_id}.jsonl"
+
+
+def read_live(redis: Redis, job_id: int, after: str = "0-0") -> list[LogEntry]:
+    """Every entry of the live stream after ``after`` (exclusive)."""
+    rows = redis.xrange(keys.log_stream(job_id), min=f"({after}" if after != "0-0" else "-")
+    return [LogEntry.from_fields(entry_id, fields) for entry_id, fields in rows]
+
+
+def wait_live(redis: Redis, job_id: int, after: str, block_ms: int) -> list[LogEntry]:
+    """Block up to ``block_ms`` for entries after ``after``; empty list on timeout."""
+    result = redis.xread({keys.log_stream(job_id): after}, block=block_ms)
+    return [LogEntry.from_fields(entry_id, fields)
+            for _stream, rows in result or [] for entry_id, fields in rows]
+
+
+def read_archive(log_dir: Path, job_id: int, after: str = "0-0") -> list[LogEntry] | None:
+    """Entries of an archived log after ``after``; None when the job has no archive."""
+    path = archive_path(log_dir, job_id)
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    entries = [LogEntry(**json.loads(line)) for line in lines if line]
+    return [entry for entry in entries if _after(entry.id, after)]
+
+
+def archive(redis: Redis, log_dir: Path, job_id: int) -> Path:
+    """Copy the job's live stream to its archive file.
+
+    Written to a temporary file and renamed, so readers never see half a log.
+    The stream is then left to expire, so clients following it can finish.
+    """
+    entries = read_live(redis, job_id)
+    path = archive_path(log_dir, job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for entry in entries:
+            handle.write(json.dumps(entry.__dict__) + "\n")
+    os.replace(tmp, path)
+    redis.expire(keys.log_stream(job_id), keys.LOG_STREAM_TTL_SECONDS)
+    return path
+
+
+def has_end(entries: list[LogEntry]) -> bool:
+    return any(entry.kind == END for entry in entries)
+
+
+def read_all(redis: Redis, log_dir: Path, job_id: int, after: str = "0-0") -> list[LogEntry]:
+    """The job's log after ``after``, from the archive when there is one, else live."""
+    archived = read_archive(log_dir, job_id, after)
+    return archived if archived is not None else read_live(redis, job_id, after)
+
+
+def _after(entry_id: str, after: str) -> bool:
+    def parse(value: str) -> tuple[int, int]:
+        ms, _, seq = value.partition("-")
+        return int(ms), int(seq or 0)
+
+    return parse(entry_id) > parse(after)

@@ -1,0 +1,126 @@
+"""Database tables: repositories, builds, jobs and steps.
+
+SQL is the source of truth for everything a user needs later. The schema itself
+is created and changed only by the Alembic migrations in ``ci/migrations``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from ci.pipeline.status import Status
+
+
+def utcnow() -> datetime:
+    """Timestamps are stored as naive UTC (SQLite keeps no time zone)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Repo(Base):
+    """A registered repository: where to clone it from and how to trust its webhooks."""
+
+    __tablename__ = "repos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    forge: Mapped[str] = mapped_column(String(20))
+    full_name: Mapped[str] = mapped_column(String(200), unique=True)
+    clone_url: Mapped[str] = mapped_column(Text)
+    webhook_secret: Mapped[str] = mapped_column(Text)
+    default_branch: Mapped[str] = mapped_column(String(255), default="main")
+    last_build_number: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    builds: Mapped[list[Build]] = relationship(back_populates="repo", cascade="all, delete-orphan",
+                                               passive_deletes=True)
+
+    @property
+    def owner(self) -> str:
+        return self.full_name.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.full_name.split("/", 1)[1]
+
+
+class Build(Base):
+    """One trigger of one commit: a push, a tag, a pull request update or a manual run."""
+
+    __tablename__ = "builds"
+    __table_args__ = (
+        UniqueConstraint("repo_id", "number"),
+        Index("ix_builds_repo_branch", "repo_id", "branch", "number"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    status: Mapped[Status] = mapped_column(String(20), default=Status.QUEUED)
+    event: Mapped[str] = mapped_column(String(20))
+    ref: Mapped[str] = mapped_column(String(255))
+    branch: Mapped[str | None] = mapped_column(String(255))
+    tag: Mapped[str | None] = mapped_column(String(255))
+    pr_number: Mapped[int | None]
+    sha: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(255), default="")
+    compare_url: Mapped[str | None] = mapped_column(Text)
+    delivery: Mapped[str | None] = mapped_column(String(120), unique=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    repo: Mapped[Repo] = relationship(back_populates="builds")
+    jobs: Mapped[list[Job]] = relationship(back_populates="build", order_by="Job.number",
+                                           cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Job(Base):
+    """One cell of a build's matrix: one runner job, one container."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("build_id", "number"), Index("ix_jobs_status", "status"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    name: Mapped[str] = mapped_column(String(255), default="default")
+    status: Mapped[Status] = mapped_column(String(20), default=Status.QUEUED)
+    attempt: Mapped[int] = mapped_column(default=1)
+    image: Mapped[str | None] = mapped_column(String(255))
+    runner: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    log_archived: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    enqueued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    build: Mapped[Build] = relationship(back_populates="jobs")
+    steps: Mapped[list[Step]] = relationship(back_populates="job", order_by="Step.number",
+                                             cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Step(Base):
+    """One ``run`` script of a job, with its exit code and timing."""
+
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("job_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    name: Mapped[str] = mapped_column(String(255))
+    status: Mapped[Status] = mapped_column(String(20), default=Status.QUEUED)
+    exit_code: Mapped[int | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    job: Mapped[Job] = relationship(back_populates="steps")

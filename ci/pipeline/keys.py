@@ -1,0 +1,48 @@
+"""Redis key and queue names of the server <-> runner contract.
+
+Every key Slipway writes to Redis is named here, so both sides agree and an
+operator can find them with ``redis-cli --scan --pattern 'slipway:*'``.
+"""
+
+#: The RQ queue runners take jobs from.
+JOBS_QUEUE = "slipway-jobs"
+
+#: Dotted name of the runner's entry point; the server enqueues by name and never
+#: imports the runner.
+RUN_JOB = "runners.worker.run_job"
+
+#: Stream of runner events (job started, step finished, …) read by the recorder.
+EVENTS_STREAM = "slipway:events"
+
+#: Consumer group of the recorders on :data:`EVENTS_STREAM`.
+RECORDER_GROUP = "recorders"
+
+#: How long a finished job's live log stays in Redis after it was archived, so
+#: that clients still following it can finish reading.
+LOG_STREAM_TTL_SECONDS = 600
+
+#: A runner holds a job's lease while it works on it and refreshes it this often.
+LEASE_REFRESH_SECONDS = 5
+
+#: A lease not refreshed for this long means its runner is gone.
+LEASE_TTL_SECONDS = 20
+
+
+def log_stream(job_id: int) -> str:
+    """The Redis stream holding a job's live log chunks."""
+    return f"slipway:log:{job_id}"
+
+
+def lease(job_id: int) -> str:
+    """The key a runner holds (value: attempt number) while it runs a job."""
+    return f"slipway:lease:{job_id}"
+
+
+def current_attempt(job_id: int) -> str:
+    """The key holding the attempt number the server expects to run."""
+    return f"slipway:attempt:{job_id}"
+
+
+def rq_job_id(job_id: int, attempt: int) -> str:
+    """The RQ job id of one attempt of a job, so re-enqueues never collide."""
+    return f"slipway-job-{job_id}-{attempt}"

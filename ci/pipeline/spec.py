@@ -1,0 +1,112 @@
+"""The job payload the server sends and the events a runner sends back.
+
+A :class:`JobSpec` is self-contained: a runner needs nothing but it, Redis and a
+Docker engine to run the job. :class:`Event` is what the runner reports; the
+recorder applies events to the database. Both travel as plain JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one build container."""
+
+    memory: str = "2g"
+    cpus: float = 2.0
+    pids: int = 1024
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a runner needs to run one job of one build.
+
+    Args:
+        job_id: the job's database id; the key of its log stream and lease.
+        attempt: which attempt of the job this is; events of older attempts are
+            rejected by the recorder.
+        build_id: the build's database id (for labels and the environment).
+        repo: ``owner/name``.
+        clone_url: where to clone from (https, ssh, a local path or ``file://``).
+        sha: the exact commit to check out.
+        ref: the git ref the build was triggered for (``refs/heads/main``).
+        event: ``push``, ``tag``, ``pull_request`` or ``manual``.
+        env: variables Slipway sets for every step (``CI``, ``SLIPWAY_*``).
+        default_image: image used when ``.slipway.yml`` names none.
+        timeout_seconds: the longest a job may run; ``.slipway.yml`` may ask for
+            less, never more.
+        limits: container resource limits.
+    """
+
+    job_id: int
+    attempt: int
+    build_id: int
+    repo: str
+    clone_url: str
+    sha: str
+    ref: str
+    event: str
+    env: dict[str, str] = field(default_factory=dict)
+    default_image: str = "slipway/python:3.11"
+    timeout_seconds: int = 3600
+    limits: Limits = field(default_factory=Limits)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        values = dict(data)
+        values["limits"] = Limits(**values.get("limits", {}))
+        return cls(**values)
+
+
+class EventType(str, Enum):
+    """What a runner reports about a job, in the order it happens."""
+
+    JOB_STARTED = "job.started"
+    STEPS_PLANNED = "job.steps"
+    STEP_STARTED = "step.started"
+    STEP_FINISHED = "step.finished"
+    JOB_FINISHED = "job.finished"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One runner event. ``data`` depends on the type:
+
+    - ``job.started``: ``runner`` (its name)
+    - ``job.steps``: ``steps`` (list of step names), ``image``
+    - ``step.started``: ``step`` (0-based index)
+    - ``step.finished``: ``step``, ``status``, ``exit_code``
+    - ``job.finished``: ``status``, ``error`` (a sentence, or ``None``)
+    """
+
+    type: EventType
+    job_id: int
+    attempt: int
+    at: float = field(default_factory=time.time)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"type": self.type.value, "job_id": self.job_id, "attempt": self.attempt,
+             "at": self.at, "data": self.data}
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Event:
+        raw = json.loads(text)
+        return cls(
+            type=EventType(raw["type"]),
+            job_id=int(raw["job_id"]),
+            attempt=int(raw["attempt"]),
+            at=float(raw["at"]),
+            data=dict(raw.get("data") or {}),
+        )

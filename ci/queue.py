@@ -1,0 +1,132 @@
+"""Handing jobs to runners through RQ, and re-handing what Redis lost.
+
+The database is the source of truth: a job is ``queued`` in SQL before it is
+enqueued, so when Redis is down or loses data, :func:`reconcile` finds the jobs
+Redis does not hold and enqueues them again, and finds running jobs whose runner
+stopped renewing its lease and marks them errored.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RQJob
+from rq.job import JobStatus
+from sqlalchemy.orm import Session
+
+from ci import store
+from ci.models import Build, Job, Repo, utcnow
+from ci.pipeline import keys
+from ci.pipeline.spec import JobSpec
+from ci.pipeline.status import Status
+from ci.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: How long a queued job may go unseen by a runner before it is handed out again.
+REQUEUE_GRACE = timedelta(seconds=10)
+LIVE_RQ_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+
+
+def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: int) -> JobSpec:
+    """The self-contained payload a runner needs for ``job``."""
+    env = {
+        "CI": "true",
+        "SLIPWAY": "true",
+        "SLIPWAY_REPO": repo.full_name,
+        "SLIPWAY_BUILD_NUMBER": str(build.number),
+        "SLIPWAY_BUILD_URL": f"{settings.base_url}/{repo.full_name}/builds/{build.number}",
+        "SLIPWAY_COMMIT": build.sha,
+        "SLIPWAY_REF": build.ref,
+        "SLIPWAY_EVENT": build.event,
+        "SLIPWAY_BRANCH": build.branch or "",
+        "SLIPWAY_TAG": build.tag or "",
+        "SLIPWAY_PULL_REQUEST": str(build.pr_number or ""),
+    }
+    return JobSpec(
+        job_id=job.id, attempt=attempt, build_id=build.id, repo=repo.full_name,
+        clone_url=repo.clone_url, sha=build.sha, ref=build.ref, event=build.event, env=env,
+        default_image=settings.default_image, timeout_seconds=settings.job_timeout_seconds,
+        limits=settings.limits,
+    )
+
+
+def enqueue(redis: Redis, spec: JobSpec) -> None:
+    """Put one attempt of a job on the runners' queue (one round trip to Redis)."""
+    queue = Queue(keys.JOBS_QUEUE, connection=redis)
+    with redis.pipeline() as pipe:
+        queue.enqueue_call(
+            keys.RUN_JOB, args=(spec.to_dict(),), job_id=keys.rq_job_id(spec.job_id, spec.attempt),
+            timeout=spec.timeout_seconds + 300, result_ttl=600, failure_ttl=86400,
+            description=f"{spec.repo} job {spec.job_id}", pipeline=pipe,
+        )
+        pipe.set(keys.current_attempt(spec.job_id), spec.attempt, ex=7 * 86400)
+        pipe.execute()
+
+
+def enqueue_build(redis: Redis, settings: Settings, build: Build) -> bool:
+    """Enqueue every queued job of a committed build; False when Redis is unreachable.
+
+    A failure loses nothing: the jobs stay queued in SQL and :func:`reconcile`
+    enqueues them once Redis answers again.
+    """
+    try:
+        for job in build.jobs:
+            if job.status == Status.QUEUED:
+                enqueue(redis, job_spec(settings, build.repo, build, job, job.attempt))
+    except RedisError as exc:
+        log.warning("build %s queued in the database; Redis unavailable (%s)", build.id, exc)
+        return False
+    return True
+
+
+@dataclass
+class Reconciled:
+    """Ids of the jobs :func:`reconcile` enqueued again, and of those it found lost."""
+
+    requeued: list[int] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+
+
+def reconcile(session: Session, redis: Redis, settings: Settings) -> Reconciled:
+    """Re-enqueue queued jobs Redis lost; error out running jobs whose runner is gone."""
+    result = Reconciled()
+    jobs = store.unfinished_jobs(session)
+    session.commit()  # hold no database lock while asking Redis
+    with redis.pipeline(transaction=False) as pipe:
+        for job in jobs:
+            pipe.exists(keys.lease(job.id))
+        leased = pipe.execute()
+    now = utcnow()
+    for job, has_lease in zip(jobs, leased):
+        if has_lease:
+            continue
+        if job.status == Status.RUNNING:
+            store.finish_job(session, job, Status.ERRORED, now,
+                             "runner lost: the runner stopped reporting while the job ran")
+            result.lost.append(job.id)
+        elif now - (job.enqueued_at or job.created_at) > REQUEUE_GRACE and not _rq_holds(redis, job):
+            attempt = job.attempt + 1
+            enqueue(redis, job_spec(settings, job.build.repo, job.build, job, attempt))
+            store.mark_enqueued(session, job, attempt)
+            result.requeued.append(job.id)
+    session.commit()
+    return result
+
+
+def _rq_holds(redis: Redis, job: Job) -> bool:
+    """Whether RQ still has this attempt waiting or running (not failed, not gone)."""
+    try:
+        rq_job = RQJob.fetch(keys.rq_job_id(job.id, job.attempt), connection=redis)
+    except NoSuchJobError:
+        return False
+    status = rq_job.get_status(refresh=False)
+    if status == JobStatus.STARTED:
+        return False  # started but no lease: the runner died before it could claim the job
+    return status in LIVE_RQ_STATES

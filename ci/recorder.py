@@ -1,0 +1,149 @@
+"""The recorder: applies runner events to the database, in order, idempotently.
+
+Runners never touch SQL; they append events to one Redis stream. The recorder
+reads it as a consumer group (so nothing is lost while it restarts), applies each
+event in one transaction, acknowledges it, archives a job's log when the job
+ends, and between batches runs the reconciler. Events of an attempt that is no
+longer current, or for a job already finished, are ignored: applying an event
+twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+
+from redis import Redis
+from redis.exceptions import RedisError, ResponseError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ci import logs, queue, store
+from ci.models import Job
+from ci.pipeline import keys
+from ci.pipeline.logformat import END, LogEntry
+from ci.pipeline.spec import Event, EventType
+from ci.pipeline.status import Status
+from ci.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RECONCILE_EVERY_SECONDS = 5.0
+REDIS_RETRY_SECONDS = 2.0
+
+
+def _at(event: Event) -> datetime:
+    return datetime.fromtimestamp(event.at, timezone.utc).replace(tzinfo=None)
+
+
+def apply_event(session: Session, event: Event) -> Job | None:
+    """Apply one event; returns the job when it changed, None when the event was stale."""
+    job = store.get_job(session, event.job_id)
+    if job is None or job.attempt != event.attempt or Status(job.status).finished:
+        return None
+    data = event.data
+    if event.type == EventType.JOB_STARTED:
+        store.start_job(session, job, _at(event), str(data.get("runner", "")))
+    elif event.type == EventType.STEPS_PLANNED:
+        store.plan_steps(session, job, [str(name) for name in data.get("steps", [])],
+                         data.get("image"))
+    elif event.type in (EventType.STEP_STARTED, EventType.STEP_FINISHED):
+        step = store.step_of(job, int(data.get("step", -1)))
+        if step is None:
+            return None
+        if event.type == EventType.STEP_STARTED:
+            step.status, step.started_at = Status.RUNNING, _at(event)
+        else:
+            step.status = Status(data["status"])
+            step.exit_code = data.get("exit_code")
+            step.finished_at = _at(event)
+            step.started_at = step.started_at or step.finished_at
+    elif event.type == EventType.JOB_FINISHED:
+        store.finish_job(session, job, Status(data["status"]), _at(event), data.get("error"))
+    return job
+
+
+class Recorder:
+    """One recorder process: a consumer of the events stream."""
+
+    def __init__(self, sessions: sessionmaker[Session], redis: Redis, settings: Settings,
+                 consumer: str = "recorder") -> None:
+        self.sessions = sessions
+        self.redis = redis
+        self.settings = settings
+        self.consumer = consumer
+        self._last_reconcile = 0.0
+        self._backlog = True
+        try:
+            redis.xgroup_create(keys.EVENTS_STREAM, keys.RECORDER_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def step(self, block_ms: int | None = None) -> int:
+        """Read and apply one batch of events; returns how many were read."""
+        # First what this consumer read but never acknowledged (it stopped mid-batch).
+        start = "0" if self._backlog else ">"
+        reply = self.redis.xreadgroup(keys.RECORDER_GROUP, self.consumer,
+                                      {keys.EVENTS_STREAM: start}, count=500,
+                                      block=None if self._backlog else block_ms)
+        rows = [row for _stream, entries in reply or [] for row in entries]
+        if self._backlog and not rows:
+            self._backlog = False
+        finished: list[int] = []
+        with self.sessions() as session:
+            for entry_id, fields in rows:
+                try:
+                    event = Event.from_json(fields[b"e"])
+                except (KeyError, ValueError) as exc:
+                    log.error("dropping malformed event %s: %s", entry_id, exc)
+                    continue
+                job = apply_event(session, event)
+                session.commit()
+                if job is not None and event.type == EventType.JOB_FINISHED:
+                    finished.append(job.id)
+        for job_id in finished:
+            self._archive(job_id)
+        if rows:
+            self.redis.xack(keys.EVENTS_STREAM, keys.RECORDER_GROUP, *[r[0] for r in rows])
+        return len(rows)
+
+    def _archive(self, job_id: int) -> None:
+        logs.archive(self.redis, self.settings.log_dir, job_id)
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            job.log_archived = True
+            session.commit()
+
+    def reconcile(self) -> queue.Reconciled:
+        """Hand out lost queued jobs again; close jobs whose runner vanished."""
+        self._last_reconcile = time.monotonic()
+        with self.sessions() as session:
+            result = queue.reconcile(session, self.redis, self.settings)
+        for job_id in result.requeued:
+            log.info("job %s was not in Redis; enqueued again", job_id)
+        for job_id in result.lost:
+            log.warning("job %s lost its runner; marked errored", job_id)
+            end = LogEntry(id=f"{int(time.time() * 1000)}-0", kind=END, step=-1,
+                           data=Status.ERRORED.value)
+            self.redis.xadd(keys.log_stream(job_id), end.to_fields())
+            self._archive(job_id)
+        return result
+
+    def drain(self) -> int:
+        """Apply everything already in the stream, without waiting (for tests and tools)."""
+        total = 0
+        while count := self.step(block_ms=None):
+            total += count
+        return total
+
+    def run_forever(self) -> None:
+        """Record until stopped; a Redis outage pauses the recorder, it does not end it."""
+        while True:
+            try:
+                self.step(block_ms=int(RECONCILE_EVERY_SECONDS * 1000))
+                if time.monotonic() - self._last_reconcile >= RECONCILE_EVERY_SECONDS:
+                    self.reconcile()
+            except RedisError as exc:
+                log.warning("Redis unavailable (%s); retrying in %ss", exc, REDIS_RETRY_SECONDS)
+                time.sleep(REDIS_RETRY_SECONDS)

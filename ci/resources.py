@@ -1,0 +1,74 @@
+"""The app's connections: database sessions and Redis, set up once per app.
+
+Views reach them through :func:`session` and :func:`redis`; everything below the
+views receives them as arguments.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, current_app, g
+from redis import Redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from ci.db import make_engine, make_sessionmaker
+from ci.settings import Settings
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: Redis
+
+
+def init_app(app: Flask, settings: Settings) -> Resources:
+    engine = make_engine(settings.database_url)
+    resources = Resources(
+        settings=settings, engine=engine, sessions=make_sessionmaker(engine),
+        redis=Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=30,
+                             health_check_interval=30),
+    )
+    app.extensions["slipway"] = resources
+    app.secret_key = settings.secret_key or _stored_secret(settings.data_dir)
+    app.teardown_appcontext(_close_session)
+    return resources
+
+
+def _stored_secret(data_dir: Path) -> str:
+    """A per-installation secret key, made once and kept in the data folder."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def resources() -> Resources:
+    return current_app.extensions["slipway"]
+
+
+def settings() -> Settings:
+    return resources().settings
+
+
+def session() -> Session:
+    if "db_session" not in g:
+        g.db_session = resources().sessions()
+    return g.db_session
+
+
+def redis() -> Redis:
+    return resources().redis
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    db_session = g.pop("db_session", None)
+    if db_session is not None:
+        db_session.close()

@@ -1,0 +1,100 @@
+"""Server settings, read from environment variables at call time.
+
+Every setting has a documented default (see the README's configuration table), so
+``make run`` works with none set. Tests pass overrides to :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from ci.pipeline.config import parse_duration
+from ci.pipeline.spec import Limits
+
+
+class SettingsError(ValueError):
+    """A setting has a value Slipway cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server side needs to know about its surroundings."""
+
+    data_dir: Path
+    database_url: str
+    redis_url: str
+    base_url: str
+    port: int = 8000
+    secret_key: str = ""
+    max_webhook_bytes: int = 5 * 1024 * 1024
+    default_image: str = "slipway/python:3.11"
+    job_timeout_seconds: int = 3600
+    limits: Limits = field(default_factory=Limits)
+    builds_per_page: int = 25
+
+    @property
+    def log_dir(self) -> Path:
+        """Where finished jobs' logs are archived."""
+        return self.data_dir / "logs"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be greater than zero")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be greater than zero")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: ``os.environ``) and overrides.
+
+    Raises:
+        SettingsError: a variable holds a value that cannot be used.
+    """
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("SLIPWAY_DATA_DIR") or "var").resolve()
+    port = _int(env, "PORT", 8000)
+    timeout_raw = env.get("SLIPWAY_JOB_TIMEOUT") or "1h"
+    try:
+        timeout = parse_duration(timeout_raw)
+    except ValueError as exc:
+        raise SettingsError(f"SLIPWAY_JOB_TIMEOUT={timeout_raw!r}: {exc}") from None
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=env.get("SLIPWAY_DATABASE_URL") or f"sqlite:///{data_dir / 'slipway.db'}",
+        redis_url=env.get("SLIPWAY_REDIS_URL") or "redis://127.0.0.1:6379/0",
+        base_url=(env.get("SLIPWAY_BASE_URL") or f"http://localhost:{port}").rstrip("/"),
+        port=port,
+        secret_key=env.get("SLIPWAY_SECRET_KEY", ""),
+        max_webhook_bytes=_int(env, "SLIPWAY_MAX_WEBHOOK_BYTES", 5 * 1024 * 1024),
+        default_image=env.get("SLIPWAY_DEFAULT_IMAGE") or "slipway/python:3.11",
+        job_timeout_seconds=timeout,
+        limits=Limits(
+            memory=env.get("SLIPWAY_JOB_MEMORY") or "2g",
+            cpus=_float(env, "SLIPWAY_JOB_CPUS", 2.0),
+            pids=_int(env, "SLIPWAY_JOB_PIDS", 1024),
+        ),
+    )
+    return replace(settings, **overrides)

@@ -1,0 +1,237 @@
+"""Every SQL query Slipway makes: repositories, builds, jobs and steps.
+
+Functions take the session as an argument and never commit unless their name
+says so; callers decide the transaction. Only this module speaks SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from ci.forges.types import Trigger
+from ci.models import Build, Job, Repo, Step, utcnow
+from ci.pipeline.status import Status, worst
+
+REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+#: Owners that would shadow Slipway's own URLs (``/api/…``, ``/hooks/…``, ``/static/…``).
+RESERVED_OWNERS = {"api", "hooks", "static"}
+FORGES = ("github",)
+
+
+class StoreError(ValueError):
+    """A request the data cannot satisfy; the message says what to do."""
+
+
+class DuplicateDelivery(Exception):
+    """This webhook delivery was seen before; ``build`` is the build it made."""
+
+    def __init__(self, build: Build | None) -> None:
+        super().__init__("delivery already received")
+        self.build = build
+
+
+# Repositories ---------------------------------------------------------------------------
+
+def validate_repo_name(full_name: str) -> str:
+    if not REPO_NAME.fullmatch(full_name or "") or ".." in full_name:
+        raise StoreError(f"{full_name!r} is not a repository name; use OWNER/NAME, "
+                         "e.g. octocat/hello-world")
+    if full_name.split("/")[0].lower() in RESERVED_OWNERS:
+        raise StoreError(f"{full_name!r}: the owner name {full_name.split('/')[0]!r} is "
+                         "reserved for Slipway's own pages")
+    return full_name
+
+
+def add_repo(session: Session, full_name: str, forge: str, clone_url: str, secret: str,
+             default_branch: str = "main") -> Repo:
+    """Register a repository and commit."""
+    validate_repo_name(full_name)
+    if forge not in FORGES:
+        raise StoreError(f"forge {forge!r} is not supported; choose one of {', '.join(FORGES)}")
+    if not clone_url.strip() or clone_url.strip().startswith("-"):
+        raise StoreError(f"{clone_url!r} is not a clone URL; give an https, ssh or file:// "
+                         "URL or a local path")
+    if not secret:
+        raise StoreError("the webhook secret is empty; choose a long random string")
+    if get_repo(session, full_name) is not None:
+        raise StoreError(f"{full_name} is already registered; remove it first to change it")
+    repo = Repo(full_name=full_name, forge=forge, clone_url=clone_url.strip(),
+                webhook_secret=secret, default_branch=default_branch)
+    session.add(repo)
+    session.commit()
+    return repo
+
+
+def get_repo(session: Session, full_name: str) -> Repo | None:
+    return session.scalar(select(Repo).where(Repo.full_name == full_name))
+
+
+def remove_repo(session: Session, full_name: str) -> bool:
+    """Delete a repository with all its builds and commit; False when unknown."""
+    repo = get_repo(session, full_name)
+    if repo is None:
+        return False
+    session.delete(repo)
+    session.commit()
+    return True
+
+
+def list_repos(session: Session) -> list[tuple[Repo, Build | None]]:
+    """All repositories by name, each with its latest build."""
+    latest = (select(Build.repo_id, func.max(Build.number).label("number"))
+              .group_by(Build.repo_id).subquery())
+    rows = session.execute(
+        select(Repo, Build)
+        .outerjoin(latest, latest.c.repo_id == Repo.id)
+        .outerjoin(Build, (Build.repo_id == Repo.id) & (Build.number == latest.c.number))
+        .order_by(Repo.full_name)
+    )
+    return [(repo, build) for repo, build in rows]
+
+
+# Builds ----------------------------------------------------------------------------------
+
+def create_build(session: Session, repo: Repo, trigger: Trigger) -> Build:
+    """Insert a build with its first job and commit it.
+
+    The build number comes from an atomic increment on the repo row, so concurrent
+    webhooks get distinct numbers on SQLite and PostgreSQL alike.
+
+    Raises:
+        DuplicateDelivery: ``trigger.delivery`` was recorded before.
+    """
+    if trigger.delivery:
+        seen = session.scalar(select(Build).where(Build.delivery == _delivery(repo, trigger)))
+        if seen is not None:
+            session.rollback()
+            raise DuplicateDelivery(seen)
+    number = session.scalar(
+        update(Repo).where(Repo.id == repo.id)
+        .values(last_build_number=Repo.last_build_number + 1)
+        .returning(Repo.last_build_number)
+    )
+    build = Build(
+        repo_id=repo.id, number=number, status=Status.QUEUED, event=trigger.event,
+        ref=trigger.ref, branch=trigger.branch, tag=trigger.tag, pr_number=trigger.pr_number,
+        sha=trigger.sha, message=trigger.message[:10_000], author=trigger.author[:255],
+        compare_url=trigger.compare_url,
+        delivery=_delivery(repo, trigger) if trigger.delivery else None,
+    )
+    # Marked enqueued up front (one transaction per webhook); if the enqueue that
+    # follows fails, the reconciler finds the job missing from Redis and retries.
+    build.jobs.append(Job(number=1, name="default", status=Status.QUEUED, attempt=1,
+                          enqueued_at=utcnow()))
+    session.add(build)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise DuplicateDelivery(session.scalar(
+            select(Build).where(Build.delivery == _delivery(repo, trigger)))) from None
+    return build
+
+
+def _delivery(repo: Repo, trigger: Trigger) -> str:
+    return f"{repo.forge}:{trigger.delivery}"[:120]
+
+
+def get_build(session: Session, repo: Repo, number: int) -> Build | None:
+    return session.scalar(
+        select(Build).where(Build.repo_id == repo.id, Build.number == number)
+        .options(selectinload(Build.jobs).selectinload(Job.steps))
+    )
+
+
+def list_builds(session: Session, repo: Repo, page: int = 1,
+                per_page: int = 25) -> tuple[list[Build], int]:
+    """One page of a repo's builds, newest first, and the total count."""
+    total = session.scalar(select(func.count()).select_from(Build)
+                           .where(Build.repo_id == repo.id)) or 0
+    builds = session.scalars(
+        select(Build).where(Build.repo_id == repo.id).order_by(Build.number.desc())
+        .offset((max(page, 1) - 1) * per_page).limit(per_page)
+    ).all()
+    return list(builds), total
+
+
+def latest_branch_build(session: Session, repo: Repo, branch: str) -> Build | None:
+    """The newest push or manual build of ``branch`` (pull requests do not count)."""
+    return session.scalar(
+        select(Build).where(Build.repo_id == repo.id, Build.branch == branch,
+                            Build.event.in_(("push", "manual")))
+        .order_by(Build.number.desc()).limit(1)
+    )
+
+
+def get_job(session: Session, job_id: int) -> Job | None:
+    return session.get(Job, job_id, options=[selectinload(Job.steps)])
+
+
+def job_of_build(build: Build, number: int) -> Job | None:
+    return next((job for job in build.jobs if job.number == number), None)
+
+
+# Job state -------------------------------------------------------------------------------
+
+def unfinished_jobs(session: Session) -> list[Job]:
+    """Jobs the database says are queued or running, oldest first."""
+    return list(session.scalars(
+        select(Job).where(Job.status.in_((Status.QUEUED, Status.RUNNING)))
+        .options(selectinload(Job.build).selectinload(Build.repo)).order_by(Job.id)
+    ))
+
+
+def mark_enqueued(session: Session, job: Job, attempt: int) -> None:
+    job.attempt = attempt
+    job.enqueued_at = utcnow()
+
+
+def start_job(session: Session, job: Job, at: datetime, runner: str) -> None:
+    job.status = Status.RUNNING
+    job.started_at = job.started_at or at
+    job.runner = runner
+    build = job.build
+    if build.status == Status.QUEUED:
+        build.status = Status.RUNNING
+        build.started_at = build.started_at or at
+
+
+def plan_steps(session: Session, job: Job, names: list[str], image: str | None) -> None:
+    """Record the steps a runner found in the pipeline (idempotent)."""
+    job.image = image
+    existing = {step.number for step in job.steps}
+    for number, name in enumerate(names, start=1):
+        if number not in existing:
+            job.steps.append(Step(number=number, name=name[:255], status=Status.QUEUED))
+
+
+def step_of(job: Job, index: int) -> Step | None:
+    return next((step for step in job.steps if step.number == index + 1), None)
+
+
+def finish_job(session: Session, job: Job, status: Status, at: datetime,
+               error: str | None) -> None:
+    """Close a job (its unfinished steps become skipped) and, when it was the last, its build."""
+    job.status = status
+    job.error = error
+    job.finished_at = at
+    job.started_at = job.started_at or at
+    for step in job.steps:
+        if step.status == Status.RUNNING:
+            step.status = status
+            step.finished_at = at
+        elif step.status == Status.QUEUED:
+            step.status = Status.SKIPPED
+    build = job.build
+    statuses = [Status(j.status) for j in build.jobs]
+    if all(s.finished for s in statuses):
+        build.status = worst(statuses)
+        build.finished_at = at
+        build.started_at = build.started_at or at
+        build.error = next((j.error for j in build.jobs if j.error), None)

@@ -1,0 +1,1 @@
+"""Web blueprints: the only modules that use Flask's request and app globals."""

@@ -1,0 +1,44 @@
+"""``POST /hooks/<forge>``: verify, record, enqueue, answer 202 — in milliseconds.
+
+No git, Docker or forge call happens here; the build row is committed before
+the enqueue, so an unreachable Redis still yields 202 and a build that runs later.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from ci import builds, store
+from ci.forges import github
+from ci.forges.types import Ignored, WebhookRejected
+from ci.resources import redis, session, settings
+from ci.views.errors import json_error
+
+bp = Blueprint("hooks", __name__)
+
+
+@bp.post("/hooks/github")
+def github_hook():
+    body = request.get_data(cache=False)
+    try:
+        name = github.repo_name(body)
+        repo = store.get_repo(session(), name)
+        if repo is None or repo.forge != github.NAME:
+            return json_error(404, f"repository {name} is not registered; add it with "
+                              f"`slipway repo add {name} --forge github ...`", "unknown_repo")
+        github.verify(repo.webhook_secret, request.headers, body)
+        outcome = github.parse(request.headers, body)
+    except WebhookRejected as rejected:
+        return json_error(rejected.status, rejected.message, rejected.code)
+    if isinstance(outcome, Ignored):
+        return {"status": "ignored", "reason": outcome.reason}, 200
+    base = settings().base_url
+    accepted = builds.accept(session(), redis(), settings(), repo, outcome)
+    build = accepted.build
+    url = f"{base}/{repo.full_name}/builds/{build.number}"
+    if not accepted.created:
+        return {"status": "duplicate", "reason": "this delivery was received before",
+                "build": {"id": build.id, "number": build.number, "url": url}}, 200
+    return ({"status": "accepted", "queued": accepted.enqueued,
+             "build": {"id": build.id, "number": build.number, "url": url}},
+            202, {"Location": url})

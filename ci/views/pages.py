@@ -1,0 +1,67 @@
+"""The status pages: repositories, a repository's builds, one build with its live log.
+
+Every page is complete without JavaScript; a small script only adds the live log.
+Finished builds are immutable, so their pages carry an ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+from flask import Blueprint, Response, make_response, render_template, request
+
+from ci import logs, store
+from ci.logview import LogRenderer
+from ci.pipeline.status import Status
+from ci.resources import redis, session, settings
+from ci.views import present
+from ci.views.lookup import build_or_404, repo_or_404
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.app_context_processor
+def helpers() -> dict:
+    return {"present": present}
+
+
+@bp.get("/")
+def index() -> str:
+    return render_template("index.html", repos=store.list_repos(session()))
+
+
+@bp.get("/<owner>/<name>")
+def repo_page(owner: str, name: str) -> str:
+    repo = repo_or_404(owner, name)
+    try:
+        page = max(int(request.args.get("page", 1)), 1)
+    except ValueError:
+        page = 1
+    per_page = settings().builds_per_page
+    builds, total = store.list_builds(session(), repo, page, per_page)
+    pages = max(math.ceil(total / per_page), 1)
+    return render_template("repo.html", repo=repo, builds=builds, page=page, pages=pages,
+                           total=total)
+
+
+@bp.get("/<owner>/<name>/builds/<int:number>")
+def build_page(owner: str, name: str, number: int) -> Response:
+    repo, build = build_or_404(owner, name, number)
+    jobs = []
+    for job in build.jobs:
+        entries = logs.read_all(redis(), settings().log_dir, job.id)
+        jobs.append({
+            "job": job,
+            "sections": LogRenderer().sections(entries),
+            "last_id": entries[-1].id if entries else "0-0",
+            "live": not Status(job.status).finished,
+        })
+    html = render_template("build.html", repo=repo, build=build, jobs=jobs)
+    response = make_response(html)
+    if Status(build.status).finished and all(job.log_archived for job in build.jobs):
+        response.set_etag(hashlib.sha256(html.encode()).hexdigest()[:20])
+        response.headers["Cache-Control"] = "no-cache"
+        return response.make_conditional(request)
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,96 @@
+"""How builds, jobs and steps are shown: JSON for the API, small helpers for templates."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from ci.models import Build, Job, Repo, Step, utcnow
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.replace(tzinfo=timezone.utc).isoformat() if value else None
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None:
+        return None
+    return round(((end or utcnow()) - start).total_seconds(), 3)
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def time_ago(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    seconds = int((utcnow() - value).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return "just now"
+
+
+def trigger_label(build: Build) -> str:
+    if build.pr_number:
+        return f"PR #{build.pr_number}"
+    if build.tag:
+        return f"tag {build.tag}"
+    return build.branch or build.ref
+
+
+def repo_json(repo: Repo, latest: Build | None, base_url: str) -> dict[str, Any]:
+    return {
+        "full_name": repo.full_name, "forge": repo.forge, "default_branch": repo.default_branch,
+        "url": f"{base_url}/{repo.full_name}",
+        "badge_url": f"{base_url}/{repo.full_name}/badge.svg",
+        "latest_build": build_json(latest, base_url, repo) if latest else None,
+    }
+
+
+def build_json(build: Build, base_url: str, repo: Repo, with_jobs: bool = False) -> dict[str, Any]:
+    data = {
+        "id": build.id, "number": build.number, "status": str(build.status),
+        "event": build.event, "ref": build.ref, "branch": build.branch, "tag": build.tag,
+        "pull_request": build.pr_number, "sha": build.sha, "message": build.message,
+        "author": build.author, "error": build.error,
+        "created_at": iso(build.created_at), "started_at": iso(build.started_at),
+        "finished_at": iso(build.finished_at),
+        "duration_seconds": seconds_between(build.started_at, build.finished_at),
+        "url": f"{base_url}/{repo.full_name}/builds/{build.number}",
+    }
+    if with_jobs:
+        data["jobs"] = [job_json(job, base_url, repo, build) for job in build.jobs]
+    return data
+
+
+def job_json(job: Job, base_url: str, repo: Repo, build: Build) -> dict[str, Any]:
+    page = f"{base_url}/{repo.full_name}/builds/{build.number}/jobs/{job.number}"
+    return {
+        "number": job.number, "name": job.name, "status": str(job.status),
+        "attempt": job.attempt, "image": job.image, "runner": job.runner, "error": job.error,
+        "created_at": iso(job.created_at), "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "duration_seconds": seconds_between(job.started_at, job.finished_at),
+        "log_url": f"{page}/log.txt", "events_url": f"{page}/events",
+        "steps": [step_json(step) for step in job.steps],
+    }
+
+
+def step_json(step: Step) -> dict[str, Any]:
+    return {
+        "number": step.number, "name": step.name, "status": str(step.status),
+        "exit_code": step.exit_code, "started_at": iso(step.started_at),
+        "finished_at": iso(step.finished_at),
+        "duration_seconds": seconds_between(step.started_at, step.finished_at),
+    }

@@ -1,0 +1,157 @@
+"""Runs a job's steps in one Docker container through the docker SDK.
+
+The container's main process is an idle ``sleep`` (under Docker's init) bounded by
+the job's lifetime; each step is an ``exec`` of ``sh -ec <script>`` in the shared
+workspace, so steps share files but each has its own exit code and output stream.
+Containers are never privileged, never see the Docker socket, and carry labels
+so that :func:`sweep_orphans` can remove what a dead runner left behind.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import threading
+from typing import Callable
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+
+from runners.executor import ExecutorError, JobEnvironment
+
+log = logging.getLogger(__name__)
+
+LABEL = "slipway.job"
+LABEL_ATTEMPT = "slipway.attempt"
+WORKSPACE = "/workspace"
+
+
+class DockerExecutor:
+    """One job's container. See :mod:`runners.executor` for the contract."""
+
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        self._client = client
+        self._container: Container | None = None
+        self._killed = threading.Event()
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.from_env()
+            except DockerException as exc:
+                raise ExecutorError(f"the Docker engine is not reachable: {exc}") from None
+        return self._client
+
+    def setup(self, environment: JobEnvironment, say: Callable[[str], None]) -> None:
+        self._ensure_image(environment.image, say)
+        self._remove_named(environment.name)
+        volumes = {str(environment.workspace): {"bind": WORKSPACE, "mode": "rw"}}
+        volumes.update({host: {"bind": inside, "mode": "ro"}
+                        for host, inside in environment.read_only_mounts.items()})
+        limits = environment.limits
+        memory = limits.memory
+        try:
+            self._container = self.client.containers.run(
+                environment.image, ["sleep", str(environment.lifetime_seconds)],
+                name=environment.name, detach=True, init=True, labels=environment.labels,
+                environment=environment.env, working_dir=WORKSPACE, volumes=volumes,
+                mem_limit=memory, memswap_limit=memory, nano_cpus=int(limits.cpus * 1e9),
+                pids_limit=limits.pids, privileged=False, security_opt=["no-new-privileges"],
+                network_mode="bridge",
+            )
+        except APIError as exc:
+            raise ExecutorError(f"could not start a container from {environment.image}: "
+                                f"{exc.explanation or exc}") from None
+        if self._killed.is_set():
+            self.kill()
+
+    def _ensure_image(self, image: str, say: Callable[[str], None]) -> None:
+        try:
+            self.client.images.get(image)
+            return
+        except ImageNotFound:
+            pass
+        except APIError as exc:
+            raise ExecutorError(f"the Docker engine failed to look up {image}: "
+                                f"{exc.explanation or exc}") from None
+        say(f"pulling {image}")
+        try:
+            self.client.images.pull(image)
+        except (APIError, DockerException) as exc:
+            reason = getattr(exc, "explanation", None) or str(exc)
+            raise ExecutorError(f"image {image} not found locally and could not be pulled: "
+                                f"{reason}") from None
+
+    def _remove_named(self, name: str) -> None:
+        """A container left by an earlier try of this very attempt is in the way."""
+        try:
+            self.client.containers.get(name).remove(force=True)
+        except NotFound:
+            pass
+
+    def run_step(self, script: str, on_output: Callable[[str], None]) -> int | None:
+        if self._container is None or self._killed.is_set():
+            return None
+        api = self.client.api
+        try:
+            exec_id = api.exec_create(self._container.id, ["sh", "-ec", script],
+                                      workdir=WORKSPACE)["Id"]
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            for chunk in api.exec_start(exec_id, stream=True):
+                text = decoder.decode(chunk)
+                if text:
+                    on_output(text)
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                on_output(tail)
+            if self._killed.is_set():
+                return None
+            return api.exec_inspect(exec_id)["ExitCode"]
+        except (APIError, NotFound) as exc:
+            if self._killed.is_set():
+                return None
+            raise ExecutorError(f"the Docker engine failed to run the step: "
+                                f"{getattr(exc, 'explanation', None) or exc}") from None
+
+    def kill(self) -> None:
+        self._killed.set()
+        container = self._container
+        if container is not None:
+            try:
+                container.kill()
+            except (APIError, NotFound):
+                pass
+
+    def destroy(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+            except APIError as exc:
+                log.warning("could not remove container %s: %s", container.name, exc)
+
+
+def sweep_orphans(client: docker.DockerClient, is_live: Callable[[int, int], bool]) -> list[str]:
+    """Remove job containers whose job no live runner holds; returns their names.
+
+    Args:
+        is_live: tells whether (job id, attempt) is still owned by a runner.
+    """
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        try:
+            job_id = int(container.labels[LABEL])
+            attempt = int(container.labels.get(LABEL_ATTEMPT, "0"))
+        except ValueError:
+            continue
+        if not is_live(job_id, attempt):
+            try:
+                container.remove(force=True)
+                removed.append(container.name)
+            except (APIError, NotFound):
+                pass
+    return removed

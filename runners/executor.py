@@ -1,0 +1,64 @@
+"""The executor contract: what a runner needs from a place that runs steps.
+
+Lifecycle, for one job: ``setup`` → ``run_step`` once per step, in order →
+``destroy``. ``kill`` may be called from another thread at any time (timeout,
+lost lease) and makes the running and all later ``run_step`` calls return at
+once. ``destroy`` is idempotent and safe after a failed or partial ``setup``.
+A second executor (plain processes, Podman) is one new module implementing this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from ci.pipeline.spec import Limits
+
+
+class ExecutorError(RuntimeError):
+    """The executor could not do its part (image missing, engine down); the message says what."""
+
+
+@dataclass(frozen=True)
+class JobEnvironment:
+    """What the job's container is made of.
+
+    Attributes:
+        name: a unique name for the job's resources (``slipway-job-<id>-<attempt>``).
+        image: the image to run the steps in.
+        env: environment variables of every step.
+        workspace: the host folder checked out for the job, mounted at ``/workspace``.
+        read_only_mounts: host paths mounted read-only at the same path inside
+            (the mirror the workspace borrows objects from, a CA bundle).
+        labels: labels that let orphaned resources be found after a runner dies.
+        limits: memory, CPU and process limits.
+        lifetime_seconds: the container removes nothing by itself, but stops doing
+            anything after this long even if no runner is left to stop it.
+    """
+
+    name: str
+    image: str
+    env: dict[str, str]
+    workspace: Path
+    read_only_mounts: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    lifetime_seconds: int = 3600
+
+
+class Executor(Protocol):
+    def setup(self, environment: JobEnvironment, say: Callable[[str], None]) -> None:
+        """Prepare the job's container; raises :class:`ExecutorError` with a sentence."""
+
+    def run_step(self, script: str, on_output: Callable[[str], None]) -> int | None:
+        """Run ``script`` with ``sh -e`` in the workspace, streaming output as it comes.
+
+        Returns the exit code, or None when the step was killed.
+        """
+
+    def kill(self) -> None:
+        """Stop whatever runs now; thread-safe."""
+
+    def destroy(self) -> None:
+        """Remove everything ``setup`` made; idempotent."""

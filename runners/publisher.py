@@ -1,0 +1,91 @@
+"""How a runner talks back: events for the recorder, log chunks for viewers, a lease.
+
+Everything goes through Redis. The lease (``slipway:lease:<job>`` = attempt) says
+"a live runner owns this job"; it expires when the runner dies, which is how the
+server tells a lost runner from a slow one.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from redis import Redis
+
+from ci.pipeline import keys
+from ci.pipeline.logformat import END, INFO, OUT, STEP, LogEntry
+from ci.pipeline.spec import Event, EventType, JobSpec
+
+#: Events are consumed within milliseconds; the cap only bounds a stopped recorder.
+EVENTS_MAXLEN = 100_000
+
+
+class Publisher:
+    """Reports one attempt of one job. Safe to call from the job's threads."""
+
+    def __init__(self, redis: Redis, spec: JobSpec) -> None:
+        self.redis = redis
+        self.spec = spec
+        self.log_key = keys.log_stream(spec.job_id)
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+
+    def claim(self) -> str | None:
+        """Take the job's lease; returns why not when this attempt must not run."""
+        current = self.redis.get(keys.current_attempt(self.spec.job_id))
+        if current is not None and int(current) > self.spec.attempt:
+            return f"attempt {self.spec.attempt} is stale; attempt {int(current)} replaced it"
+        if not self.redis.set(keys.lease(self.spec.job_id), self.spec.attempt, nx=True,
+                              ex=keys.LEASE_TTL_SECONDS):
+            return "another runner holds this job's lease"
+        return None
+
+    def keep_lease(self, on_lost: Callable[[], None]) -> None:
+        """Renew the lease in the background until :meth:`release`; ``on_lost`` if taken."""
+        def renew() -> None:
+            key = keys.lease(self.spec.job_id)
+            while not self._stop.wait(keys.LEASE_REFRESH_SECONDS):
+                holder = self.redis.get(key)
+                if holder is not None and int(holder) != self.spec.attempt:
+                    on_lost()
+                    return
+                self.redis.set(key, self.spec.attempt, ex=keys.LEASE_TTL_SECONDS)
+
+        self._refresher = threading.Thread(target=renew, name=f"lease-{self.spec.job_id}",
+                                           daemon=True)
+        self._refresher.start()
+
+    def release(self) -> None:
+        """Stop renewing; the lease then expires on its own, after the final events."""
+        self._stop.set()
+
+    def event(self, kind: EventType, **data) -> None:
+        event = Event(type=kind, job_id=self.spec.job_id, attempt=self.spec.attempt, data=data)
+        self.redis.xadd(keys.EVENTS_STREAM, {"e": event.to_json()}, maxlen=EVENTS_MAXLEN,
+                        approximate=True)
+
+    def log(self, kind: str, step: int, data: str) -> None:
+        self.redis.xadd(self.log_key, LogEntry("", kind, step, data).to_fields())
+
+    def info(self, text: str) -> None:
+        self.log(INFO, -1, text)
+
+    def step_started(self, index: int, name: str) -> None:
+        self.log(STEP, index, name)
+        self.event(EventType.STEP_STARTED, step=index)
+
+    def output(self, index: int, text: str) -> None:
+        self.log(OUT, index, text)
+
+    def finished(self, status: str, error: str | None) -> None:
+        """Close the log and report the result, in that order, in one round trip."""
+        event = Event(type=EventType.JOB_FINISHED, job_id=self.spec.job_id,
+                      attempt=self.spec.attempt, data={"status": status, "error": error})
+        with self.redis.pipeline() as pipe:
+            if error:
+                pipe.xadd(self.log_key, LogEntry("", INFO, -1, error).to_fields())
+            pipe.xadd(self.log_key, LogEntry("", END, -1, status).to_fields())
+            pipe.xadd(keys.EVENTS_STREAM, {"e": event.to_json()}, maxlen=EVENTS_MAXLEN,
+                      approximate=True)
+            pipe.execute()
+

@@ -1,0 +1,44 @@
+"""Runner settings, from environment variables (each documented in the README)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """Where a runner keeps its caches and how it reaches its peers.
+
+    Attributes:
+        redis_url: the Redis the server enqueues into (``SLIPWAY_REDIS_URL``).
+        work_dir: mirror cache and job workspaces (``SLIPWAY_RUNNER_DIR``,
+            default ``$SLIPWAY_DATA_DIR/runner``).
+        ca_bundle: a CA bundle on this host to mount into build containers, for
+            networks that intercept TLS (``SLIPWAY_CA_BUNDLE``); None for none.
+        name: how this runner is named in the build's records (``SLIPWAY_RUNNER_NAME``,
+            default the host name).
+    """
+
+    redis_url: str
+    work_dir: Path
+    ca_bundle: Path | None
+    name: str
+
+
+def load_runner_settings(env: Mapping[str, str] | None = None) -> RunnerSettings:
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("SLIPWAY_DATA_DIR") or "var").resolve()
+    ca_bundle = env.get("SLIPWAY_CA_BUNDLE")
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise ValueError(f"SLIPWAY_CA_BUNDLE={ca_bundle!r} is not a file; give the path "
+                         "of a PEM bundle, e.g. /etc/ssl/certs/ca-certificates.crt")
+    return RunnerSettings(
+        redis_url=env.get("SLIPWAY_REDIS_URL") or "redis://127.0.0.1:6379/0",
+        work_dir=Path(env.get("SLIPWAY_RUNNER_DIR") or data_dir / "runner").resolve(),
+        ca_bundle=Path(ca_bundle) if ca_bundle else None,
+        name=env.get("SLIPWAY_RUNNER_NAME") or socket.gethostname(),
+    )

@@ -1,0 +1,189 @@
+"""The runner's RQ entry point: one job, from checkout to the last log line.
+
+``run_job`` is enqueued by name (:data:`ci.pipeline.keys.RUN_JOB`). It never
+raises for a build problem: every outcome — passed, failed, errored — is reported
+as events, and the job's container and workspace are removed in every case.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from redis import Redis
+from rq import get_current_job
+
+from ci.pipeline.config import CONFIG_FILE, ConfigError, Pipeline, parse_pipeline
+from ci.pipeline.spec import EventType, JobSpec
+from ci.pipeline.status import Status
+from runners.checkout import CheckoutError, MirrorCache
+from runners.docker_executor import LABEL, LABEL_ATTEMPT, DockerExecutor
+from runners.executor import Executor, ExecutorError, JobEnvironment
+from runners.publisher import Publisher
+from runners.settings import RunnerSettings, load_runner_settings
+
+log = logging.getLogger(__name__)
+
+CA_BUNDLE_INSIDE = "/etc/ssl/certs/ca-certificates.crt"
+
+#: Builds the executor for a job; the composition root may swap it (one place).
+make_executor: Callable[[], Executor] = DockerExecutor
+
+
+class JobFailed(Exception):
+    """Ends a job early with a status and the sentence to show for it."""
+
+    def __init__(self, status: Status, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+def run_job(payload: dict[str, Any]) -> str:
+    """Run one attempt of one job; returns its final status (also sent as events)."""
+    spec = JobSpec.from_dict(payload)
+    settings = load_runner_settings()
+    current = get_current_job()
+    redis = current.connection if current is not None else Redis.from_url(settings.redis_url)
+    publisher = Publisher(redis, spec)
+    refusal = publisher.claim()
+    if refusal:
+        log.info("job %s: not running: %s", spec.job_id, refusal)
+        return "refused"
+    return JobRun(spec, settings, publisher, make_executor()).run()
+
+
+def format_duration(seconds: int) -> str:
+    parts = [(seconds // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
+    return "".join(f"{value}{unit}" for value, unit in parts if value) or "0s"
+
+
+class JobRun:
+    """The state of one job while it runs on this runner."""
+
+    def __init__(self, spec: JobSpec, settings: RunnerSettings, publisher: Publisher,
+                 executor: Executor) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.publisher = publisher
+        self.executor = executor
+        self.timed_out = threading.Event()
+        self.lease_lost = threading.Event()
+        self.workspace = settings.work_dir / "workspaces" / f"{spec.job_id}-{spec.attempt}"
+
+    def run(self) -> str:
+        status, error = Status.ERRORED, None
+        timer: threading.Timer | None = None
+        self.publisher.keep_lease(on_lost=self._on_lease_lost)
+        try:
+            self.publisher.event(EventType.JOB_STARTED, runner=self.settings.name)
+            mirror = self._checkout()
+            pipeline = self._read_pipeline()
+            timeout = min(pipeline.timeout_seconds or self.spec.timeout_seconds,
+                          self.spec.timeout_seconds)
+            image = pipeline.image or self.spec.default_image
+            self.publisher.event(EventType.STEPS_PLANNED,
+                                 steps=[step.name for step in pipeline.steps], image=image)
+            timer = threading.Timer(timeout, self._on_timeout)
+            timer.daemon = True
+            timer.start()
+            self._setup(pipeline, image, mirror, timeout)
+            status, error = self._run_steps(pipeline, timeout)
+        except JobFailed as failed:
+            status, error = failed.status, failed.error
+        except Exception as exc:  # noqa: BLE001 - any surprise must still end the job
+            log.exception("job %s crashed", self.spec.job_id)
+            status, error = Status.ERRORED, f"internal runner error: {exc!r}"
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.executor.destroy()
+            shutil.rmtree(self.workspace, ignore_errors=True)
+            self.publisher.finished(status.value, error)
+            self.publisher.release()
+        return status.value
+
+    def _checkout(self) -> Path:
+        spec = self.spec
+        self.publisher.info(f"checking out {spec.sha[:12]} ({spec.ref})")
+        started = time.monotonic()
+        self.workspace.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.workspace, ignore_errors=True)
+        try:
+            mirror = MirrorCache(self.settings.work_dir).checkout(spec.clone_url, spec.sha,
+                                                                  self.workspace)
+        except CheckoutError as exc:
+            raise JobFailed(Status.ERRORED, str(exc)) from None
+        self.publisher.info(f"checked out in {time.monotonic() - started:.2f}s")
+        return mirror
+
+    def _read_pipeline(self) -> Pipeline:
+        path = self.workspace / CONFIG_FILE
+        if not path.is_file():
+            raise JobFailed(Status.ERRORED, f"{CONFIG_FILE} not found at the repository root "
+                            f"of {self.spec.sha[:12]}; add one with an image and steps")
+        try:
+            return parse_pipeline(path.read_bytes())
+        except ConfigError as exc:
+            raise JobFailed(Status.ERRORED, str(exc)) from None
+
+    def _setup(self, pipeline: Pipeline, image: str, mirror: Path, timeout: int) -> None:
+        mounts = {str(mirror): str(mirror)}
+        env = {**self.spec.env, "PYTHONUNBUFFERED": "1", **pipeline.env}
+        if self.settings.ca_bundle:
+            mounts[str(self.settings.ca_bundle)] = CA_BUNDLE_INSIDE
+            env.setdefault("REQUESTS_CA_BUNDLE", CA_BUNDLE_INSIDE)
+            env.setdefault("PIP_CERT", CA_BUNDLE_INSIDE)
+            env.setdefault("SSL_CERT_FILE", CA_BUNDLE_INSIDE)
+        environment = JobEnvironment(
+            name=f"slipway-job-{self.spec.job_id}-{self.spec.attempt}", image=image, env=env,
+            workspace=self.workspace, read_only_mounts=mounts,
+            labels={LABEL: str(self.spec.job_id), LABEL_ATTEMPT: str(self.spec.attempt),
+                    "slipway.repo": self.spec.repo},
+            limits=self.spec.limits, lifetime_seconds=timeout + 60,
+        )
+        try:
+            self.executor.setup(environment, self.publisher.info)
+        except ExecutorError as exc:
+            raise JobFailed(Status.ERRORED, str(exc)) from None
+
+    def _run_steps(self, pipeline: Pipeline, timeout: int) -> tuple[Status, str | None]:
+        for index, step in enumerate(pipeline.steps):
+            self.publisher.step_started(index, step.name)
+            try:
+                code = self.executor.run_step(step.run, lambda text, i=index:
+                                              self.publisher.output(i, text))
+            except ExecutorError as exc:
+                self._step_finished(index, Status.ERRORED, None)
+                return Status.ERRORED, str(exc)
+            if code is None:
+                self._step_finished(index, Status.ERRORED, None)
+                return Status.ERRORED, self._kill_reason(timeout)
+            if code != 0:
+                self._step_finished(index, Status.FAILED, code)
+                return Status.FAILED, f"step {step.name!r} exited with code {code}"
+            self._step_finished(index, Status.PASSED, 0)
+        return Status.PASSED, None
+
+    def _step_finished(self, index: int, status: Status, code: int | None) -> None:
+        self.publisher.event(EventType.STEP_FINISHED, step=index, status=status.value,
+                             exit_code=code)
+
+    def _kill_reason(self, timeout: int) -> str:
+        if self.timed_out.is_set():
+            return f"timed out after {format_duration(timeout)}"
+        if self.lease_lost.is_set():
+            return "stopped: another runner took over this job"
+        return "the job's container stopped unexpectedly"
+
+    def _on_timeout(self) -> None:
+        self.timed_out.set()
+        self.executor.kill()
+
+    def _on_lease_lost(self) -> None:
+        self.lease_lost.set()
+        self.executor.kill()

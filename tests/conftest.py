@@ -1,0 +1,175 @@
+"""Shared fixtures: a real Redis (flushed around each test), a SQLite database in a
+temporary folder, real git repositories, and an in-process runner and recorder."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import docker
+import pytest
+from redis import Redis
+from rq import Queue, SimpleWorker
+
+from ci import create_app, db
+from ci.pipeline import keys
+from ci.recorder import Recorder
+from ci.resources import Resources
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GITHUB = FIXTURES / "webhooks" / "github"
+TEST_REDIS_URL = os.environ.get("SLIPWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+SECRET = "It's a Secret to Everybody"
+IMAGE = os.environ.get("SLIPWAY_TEST_IMAGE", "slipway/python:3.11")
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+def redis_client() -> Redis:
+    client = Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def app(tmp_path, redis_client, monkeypatch):
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("SLIPWAY_REDIS_URL", TEST_REDIS_URL)
+    monkeypatch.setenv("SLIPWAY_DATA_DIR", str(data_dir))
+    application = create_app({
+        "data_dir": data_dir,
+        "database_url": f"sqlite:///{data_dir / 'slipway.db'}",
+        "redis_url": TEST_REDIS_URL,
+        "base_url": "http://ci.test",
+        "job_timeout_seconds": 120,
+        "secret_key": "test",
+    })
+    application.config["TESTING"] = True
+    db.upgrade(application.extensions["slipway"].engine)
+    yield application
+    application.extensions["slipway"].engine.dispose()
+
+
+@pytest.fixture
+def resources(app) -> Resources:
+    return app.extensions["slipway"]
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def session(resources):
+    with resources.sessions() as db_session:
+        yield db_session
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+class GitRepo:
+    """A real repository on disk that tests commit to."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True)
+        git(path, "init", "-q", "-b", "main")
+        git(path, "config", "user.email", "dev@example.com")
+        git(path, "config", "user.name", "Dev Eloper")
+
+    def commit(self, files: dict[str, str], message: str = "change") -> str:
+        for name, text in files.items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "-m", message)
+        return git(self.path, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def git_repo(tmp_path) -> GitRepo:
+    return GitRepo(tmp_path / "src" / "project")
+
+
+@pytest.fixture
+def registered(session, git_repo):
+    """A repository registered in Slipway whose clone URL is ``git_repo``."""
+    from ci import store
+
+    return store.add_repo(session, "octo/project", "github", str(git_repo.path), SECRET)
+
+
+def push_payload(repo: str, sha: str, branch: str = "main", message: str = "change") -> bytes:
+    """GitHub's recorded push payload, pointed at a local repository and commit."""
+    payload = json.loads((GITHUB / "push.branch.json").read_bytes())
+    payload["ref"] = f"refs/heads/{branch}"
+    payload["after"] = sha
+    payload["repository"]["full_name"] = repo
+    payload["head_commit"]["id"] = sha
+    payload["head_commit"]["message"] = message
+    return json.dumps(payload).encode()
+
+
+def post_hook(client, body: bytes, event: str = "push", secret: str = SECRET,
+              delivery: str | None = None, signature: str | None = None):
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": signature if signature is not None else sign(body, secret),
+    }
+    return client.post("/hooks/github", data=body, headers=headers)
+
+
+@pytest.fixture
+def run_queue(resources, redis_client, tmp_path, monkeypatch):
+    """Run every queued job with a real in-process runner, then record its events."""
+    monkeypatch.setenv("SLIPWAY_RUNNER_DIR", str(tmp_path / "runner"))
+    recorder = Recorder(resources.sessions, redis_client, resources.settings)
+
+    def run() -> Recorder:
+        queue = Queue(keys.JOBS_QUEUE, connection=redis_client)
+        SimpleWorker([queue], connection=redis_client).work(burst=True)
+        recorder.drain()
+        return recorder
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    try:
+        client = docker.from_env()
+        client.ping()
+        client.images.get(IMAGE)
+    except Exception as exc:  # noqa: BLE001 - turned into a clear failure below
+        pytest.fail(f"these tests need a Docker engine with {IMAGE}: run `make test`, "
+                    f"which starts one and builds the image ({exc})")
+    return client
