@@ -200,6 +200,8 @@ def _redis_answers(redis_url: str) -> bool:
 
 def _start_redis(server: str, redis_url: str, host: str, port: int, run_dir: Path) -> None:
     """Start a daemonized, loopback-only, diskless redis-server and wait for PING."""
+    # Absolute, because redis-server changes into --dir before it opens --logfile.
+    run_dir = run_dir.absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
     log_file = run_dir / "redis.log"
     command = [
@@ -246,6 +248,7 @@ def _start_dockerd(dockerd: str, run_dir: Path) -> None:
     ``setsid --fork`` makes dockerd a child of init rather than of this process,
     so it outlives ``slipway bootstrap`` and is never left as our zombie.
     """
+    run_dir = run_dir.absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
     pid_file = run_dir / "dockerd.pid"
     log_file = run_dir / "dockerd.log"

@@ -36,7 +36,8 @@ def _context(migrate: bool = True) -> Context:
     engine = db.make_engine(settings.database_url)
     if migrate:
         db.upgrade(engine)
-    return Context(settings, db.make_sessionmaker(engine), Redis.from_url(settings.redis_url))
+    return Context(settings, db.make_sessionmaker(engine, writes=True),
+                   Redis.from_url(settings.redis_url))
 
 
 @click.group()

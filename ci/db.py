@@ -1,9 +1,10 @@
 """Database connections and schema migrations.
 
 SQLite is the embedded default: it runs in WAL mode so pages can be read while
-webhooks write, and every transaction begins ``IMMEDIATE`` so that concurrent
-writers queue on ``busy_timeout`` instead of failing when a read turns into a write.
-PostgreSQL needs none of that and gets none of it.
+webhooks write. Sessions that write (webhooks, the recorder, the CLI) begin
+``IMMEDIATE`` so that concurrent writers queue on ``busy_timeout`` instead of
+failing when a read turns into a write; sessions that only read begin deferred
+and never block a writer. PostgreSQL needs none of that and gets none of it.
 """
 
 from __future__ import annotations
@@ -40,13 +41,21 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Sessions keep loaded objects usable after commit (views render after committing)."""
+def make_sessionmaker(engine: Engine, writes: bool = False) -> sessionmaker[Session]:
+    """Sessions keep loaded objects usable after commit (views render after committing).
+
+    Args:
+        writes: the sessions will write; on SQLite they take the write lock when
+            their transaction begins rather than when the first write comes.
+    """
+    if writes:
+        engine = engine.execution_options(sqlite_begin="IMMEDIATE")
     return sessionmaker(engine, expire_on_commit=False)
 
 
@@ -54,6 +63,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` with Alembic; safe to run on every start."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

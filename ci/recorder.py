@@ -82,14 +82,13 @@ class Recorder:
 
     def step(self, block_ms: int | None = None) -> int:
         """Read and apply one batch of events; returns how many were read."""
-        # First what this consumer read but never acknowledged (it stopped mid-batch).
-        start = "0" if self._backlog else ">"
-        reply = self.redis.xreadgroup(keys.RECORDER_GROUP, self.consumer,
-                                      {keys.EVENTS_STREAM: start}, count=500,
-                                      block=None if self._backlog else block_ms)
-        rows = [row for _stream, entries in reply or [] for row in entries]
-        if self._backlog and not rows:
-            self._backlog = False
+        rows = []
+        if self._backlog:
+            # First what this consumer read but never acknowledged (it stopped mid-batch).
+            rows = self._read("0", None)
+            self._backlog = bool(rows)
+        if not rows:
+            rows = self._read(">", block_ms)
         finished: list[int] = []
         with self.sessions() as session:
             for entry_id, fields in rows:
@@ -107,6 +106,11 @@ class Recorder:
         if rows:
             self.redis.xack(keys.EVENTS_STREAM, keys.RECORDER_GROUP, *[r[0] for r in rows])
         return len(rows)
+
+    def _read(self, start: str, block_ms: int | None) -> list:
+        reply = self.redis.xreadgroup(keys.RECORDER_GROUP, self.consumer,
+                                      {keys.EVENTS_STREAM: start}, count=500, block=block_ms)
+        return [row for _stream, entries in reply or [] for row in entries]
 
     def _archive(self, job_id: int) -> None:
         logs.archive(self.redis, self.settings.log_dir, job_id)

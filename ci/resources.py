@@ -24,6 +24,7 @@ class Resources:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    write_sessions: sessionmaker[Session]
     redis: Redis
 
 
@@ -31,6 +32,7 @@ def init_app(app: Flask, settings: Settings) -> Resources:
     engine = make_engine(settings.database_url)
     resources = Resources(
         settings=settings, engine=engine, sessions=make_sessionmaker(engine),
+        write_sessions=make_sessionmaker(engine, writes=True),
         redis=Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=30,
                              health_check_interval=30),
     )
@@ -64,11 +66,19 @@ def session() -> Session:
     return g.db_session
 
 
+def write_session() -> Session:
+    """A session for requests that write (its transaction takes the write lock at once)."""
+    if "db_write_session" not in g:
+        g.db_write_session = resources().write_sessions()
+    return g.db_write_session
+
+
 def redis() -> Redis:
     return resources().redis
 
 
 def _close_session(_exc: BaseException | None) -> None:
-    db_session = g.pop("db_session", None)
-    if db_session is not None:
-        db_session.close()
+    for name in ("db_session", "db_write_session"):
+        db_session = g.pop(name, None)
+        if db_session is not None:
+            db_session.close()

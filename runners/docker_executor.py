@@ -32,6 +32,7 @@ class DockerExecutor:
 
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         self._client = client
+        self._owns_client = client is None
         self._container: Container | None = None
         self._killed = threading.Event()
 
@@ -99,10 +100,14 @@ class DockerExecutor:
             exec_id = api.exec_create(self._container.id, ["sh", "-ec", script],
                                       workdir=WORKSPACE)["Id"]
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
-            for chunk in api.exec_start(exec_id, stream=True):
-                text = decoder.decode(chunk)
-                if text:
-                    on_output(text)
+            output = api.exec_start(exec_id, stream=True)
+            try:
+                for chunk in output:
+                    text = decoder.decode(chunk)
+                    if text:
+                        on_output(text)
+            finally:
+                output.close()
             tail = decoder.decode(b"", final=True)
             if tail:
                 on_output(tail)
@@ -133,6 +138,9 @@ class DockerExecutor:
                 pass
             except APIError as exc:
                 log.warning("could not remove container %s: %s", container.name, exc)
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 def sweep_orphans(client: docker.DockerClient, is_live: Callable[[int, int], bool]) -> list[str]:

@@ -61,7 +61,7 @@ _SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 _CHUNK_BYTES = 1 << 20
 
 
-class ImageError(RuntimeError):
+class ImageBuildError(RuntimeError):
     """A build image is missing and could not be pulled or built; the message says why."""
 
 
@@ -99,7 +99,7 @@ def ensure_image(
         ``None`` when the image was already there, else a sentence saying what was done.
 
     Raises:
-        ImageError: the image could not be pulled and cannot be built here.
+        ImageBuildError: the image could not be pulled and cannot be built here.
     """
     if image_exists(client, name):
         return None
@@ -108,7 +108,7 @@ def ensure_image(
         return f"pulled {name}"
     packages = IMAGES.get(name)
     if packages is None:
-        raise ImageError(
+        raise ImageBuildError(
             f"Image {name} is not in the Docker engine and pulling it failed ({error}). "
             f"Slipway can build only {', '.join(sorted(IMAGES))}; pull or build {name} "
             "yourself, or name one of those."
@@ -141,10 +141,10 @@ def build_image(
         log: called with a line of progress at each stage.
 
     Raises:
-        ImageError: debootstrap is missing or failed, or the engine refused the import.
+        ImageBuildError: debootstrap is missing or failed, or the engine refused the import.
     """
     if os.geteuid() != 0:
-        raise ImageError(
+        raise ImageBuildError(
             f"Building {name} needs root (debootstrap installs packages into a root file "
             f"system): run `slipway images build {name}` as root, or pull the image from a "
             "registry you run."
@@ -207,7 +207,9 @@ def _debootstrap() -> str:
     if found is not None:
         return found
     if shutil.which("apt-get", path=search) is None:
-        raise ImageError("debootstrap is not installed; install it, then build the image again.")
+        raise ImageBuildError(
+            "debootstrap is not installed; install it, then build the image again."
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "debootstrap"]
     if subprocess.run(install, env=env, stdin=subprocess.DEVNULL, check=False).returncode != 0:
@@ -215,7 +217,7 @@ def _debootstrap() -> str:
         subprocess.run(install, env=env, stdin=subprocess.DEVNULL, check=False)
     found = shutil.which("debootstrap", path=search)
     if found is None:
-        raise ImageError(
+        raise ImageBuildError(
             "debootstrap is not installed and `apt-get install -y debootstrap` failed (its "
             "output is above); install it, then build the image again."
         )
@@ -237,7 +239,7 @@ def _run_debootstrap(command: list[str], log: Callable[[str], None]) -> None:
                 log(f"debootstrap: {line}")
     if process.returncode != 0:
         output = "\n".join(tail)
-        raise ImageError(
+        raise ImageBuildError(
             f"debootstrap failed with exit code {process.returncode}. Check that the "
             f"mirror answers (set SLIPWAY_DEBIAN_MIRROR to another one if not). Its "
             f"output ends with:\n{output}"
@@ -270,7 +272,7 @@ def _import(client: docker.DockerClient, rootfs: Path, name: str) -> None:
             )
         except (docker.errors.DockerException, OSError) as e:
             tar.kill()
-            raise ImageError(f"The Docker engine refused to import {name}: {e}") from e
+            raise ImageBuildError(f"The Docker engine refused to import {name}: {e}") from e
         tar.stdout.close()
         code = tar.wait()
         tar_errors.seek(0)
@@ -278,9 +280,9 @@ def _import(client: docker.DockerClient, rootfs: Path, name: str) -> None:
     if code != 0:
         if image_exists(client, name):
             client.images.remove(name, force=True)
-        raise ImageError(f"tar of {rootfs} failed with exit code {code}: {tar_output}")
+        raise ImageBuildError(f"tar of {rootfs} failed with exit code {code}: {tar_output}")
     if "error" in answer.lower() or not image_exists(client, name):
-        raise ImageError(f"The Docker engine did not import {name}: {answer.strip()}")
+        raise ImageBuildError(f"The Docker engine did not import {name}: {answer.strip()}")
 
 
 def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
@@ -301,7 +303,7 @@ def _remove_rootfs(rootfs: Path) -> None:
         subprocess.run(["umount", "--lazy", mount_point], check=False)
     left = _mounts_under(rootfs)
     if left:
-        raise ImageError(
+        raise ImageBuildError(
             f"{rootfs} still has file systems mounted inside ({', '.join(left)}); "
             f"unmount them, then delete {rootfs}."
         )

@@ -152,7 +152,7 @@ def post_hook(client, body: bytes, event: str = "push", secret: str = SECRET,
 def run_queue(resources, redis_client, tmp_path, monkeypatch):
     """Run every queued job with a real in-process runner, then record its events."""
     monkeypatch.setenv("SLIPWAY_RUNNER_DIR", str(tmp_path / "runner"))
-    recorder = Recorder(resources.sessions, redis_client, resources.settings)
+    recorder = Recorder(resources.write_sessions, redis_client, resources.settings)
 
     def run() -> Recorder:
         queue = Queue(keys.JOBS_QUEUE, connection=redis_client)

@@ -11,7 +11,7 @@ from flask import Blueprint, request
 from ci import builds, store
 from ci.forges import github
 from ci.forges.types import Ignored, WebhookRejected
-from ci.resources import redis, session, settings
+from ci.resources import redis, settings, write_session
 from ci.views.errors import json_error
 
 bp = Blueprint("hooks", __name__)
@@ -22,7 +22,7 @@ def github_hook():
     body = request.get_data(cache=False)
     try:
         name = github.repo_name(body)
-        repo = store.get_repo(session(), name)
+        repo = store.get_repo(write_session(), name)
         if repo is None or repo.forge != github.NAME:
             return json_error(404, f"repository {name} is not registered; add it with "
                               f"`slipway repo add {name} --forge github ...`", "unknown_repo")
@@ -33,7 +33,7 @@ def github_hook():
     if isinstance(outcome, Ignored):
         return {"status": "ignored", "reason": outcome.reason}, 200
     base = settings().base_url
-    accepted = builds.accept(session(), redis(), settings(), repo, outcome)
+    accepted = builds.accept(write_session(), redis(), settings(), repo, outcome)
     build = accepted.build
     url = f"{base}/{repo.full_name}/builds/{build.number}"
     if not accepted.created:

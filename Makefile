@@ -1,0 +1,47 @@
+# `make run` brings Slipway up on this machine; `make test` runs its tests.
+# Both create .venv, install Slipway into it and start the services it needs.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SLIPWAY := $(VENV)/bin/slipway
+# Touched after each install, so pip runs again only when pyproject.toml changes.
+INSTALLED := $(VENV)/.slipway-installed
+
+.PHONY: run test bench venv
+
+# The EXIT trap stops the Redis server and Docker engine that bootstrap started,
+# on Ctrl-C as on any failure; honcho's --port keeps its default (5000) out of PORT.
+run: venv
+	@trap '$(SLIPWAY) bootstrap --stop' EXIT; \
+	$(SLIPWAY) bootstrap && \
+	$(SLIPWAY) db upgrade && \
+	echo "Slipway runs at $${SLIPWAY_BASE_URL:-http://localhost:$${PORT:-8000}} (Ctrl-C stops it)" && \
+	$(VENV)/bin/honcho start -f Procfile --port "$${PORT:-8000}"
+
+test: venv
+	$(SLIPWAY) bootstrap
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(SLIPWAY) bootstrap
+	$(VENV)/bin/python -m tests.bench
+
+venv: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/pip install --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# Debian ships venv's pip bootstrap apart from Python (python3-venv).
+$(VENV)/bin/python:
+	@if ! $(PYTHON) -m venv $(VENV); then \
+	  rm -rf $(VENV); \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y python3-venv || { apt-get update && apt-get install -y python3-venv; } || exit 1; \
+	    $(PYTHON) -m venv $(VENV) || exit 1; \
+	  else \
+	    echo "$(PYTHON) cannot create a virtual environment: install python3-venv (as root: apt-get install python3-venv) and run make again." >&2; \
+	    exit 1; \
+	  fi; \
+	fi

@@ -1,0 +1,90 @@
+"""The live log: lines reach an SSE client while the job is still running."""
+
+import json
+import threading
+
+import pytest
+import requests
+from rq import Queue, SimpleWorker
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from ci.models import Job
+from ci.pipeline import keys
+from tests.conftest import IMAGE, post_hook, push_payload, wait_for
+
+pytestmark = pytest.mark.docker
+
+# The step prints a line, then waits until the test has seen that line over SSE
+# (the test creates a file in the job's workspace), then prints a second line.
+WAITING_STEP = (
+    "echo first-line-$((6*7)); "
+    "for i in $(seq 600); do [ -f /workspace/go ] && break; sleep 0.1; done; "
+    "echo second-line"
+)
+
+
+@pytest.fixture
+def server(app):
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join()
+
+
+def sse_events(response):
+    """Parse a text/event-stream into (id, event, data) tuples as they arrive."""
+    event = {}
+    for line in response.iter_lines(decode_unicode=True):
+        if line == "":
+            if "data" in event:
+                yield event.get("id"), event.get("event"), json.loads(event["data"])
+            event = {}
+        elif not line.startswith(":") and ":" in line:
+            field, _, value = line.partition(":")
+            event[field] = value.lstrip(" ")
+
+
+def test_lines_arrive_before_the_job_finishes_and_resume_works(
+        server, client, git_repo, registered, session, redis_client, tmp_path, monkeypatch,
+        resources, docker_client):
+    monkeypatch.setenv("SLIPWAY_RUNNER_DIR", str(tmp_path / "runner"))
+    sha = git_repo.commit({".slipway.yml": f"image: {IMAGE}\ntimeout: 2m\nsteps:\n"
+                                           f"  - name: wait\n    run: \"{WAITING_STEP}\"\n"})
+    assert post_hook(client, push_payload("octo/project", sha)).status_code == 202
+    job = session.scalar(select(Job))
+
+    worker = threading.Thread(target=lambda: SimpleWorker(
+        [Queue(keys.JOBS_QUEUE, connection=redis_client)], connection=redis_client,
+    ).work(burst=True), daemon=True)
+    worker.start()
+
+    url = f"{server}/octo/project/builds/1/jobs/1/events"
+    seen_ids = []
+    with requests.get(url, stream=True, timeout=60) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = sse_events(response)
+        for event_id, kind, data in events:
+            seen_ids.append(event_id)
+            if kind == "out" and "first-line-42" in data["html"]:
+                break
+        # The job is still running: nothing has ended the log yet.
+        entries = redis_client.xrange(keys.log_stream(job.id))
+        assert not any(fields[b"t"] == b"end" for _id, fields in entries)
+        workspace = wait_for(lambda: next((tmp_path / "runner" / "workspaces").glob("*"), None))
+        (workspace / "go").touch()
+        rest = [(kind, data) for _id, kind, data in events]
+    worker.join(timeout=60)
+    assert ("end", "passed") in [(kind, data.get("status")) for kind, data in rest]
+    assert any("second-line" in data["html"] for kind, data in rest if kind == "out")
+
+    # Resuming with Last-Event-ID sends only what came after that id.
+    resume_from = seen_ids[-1]
+    with requests.get(url, headers={"Last-Event-ID": resume_from}, stream=True,
+                      timeout=30) as response:
+        resumed = list(sse_events(response))
+    assert all(event_id > resume_from for event_id, _kind, _data in resumed)
+    assert not any("first-line-42" in data["html"] for _id, _kind, data in resumed)
+    assert any("second-line" in data["html"] for _id, _kind, data in resumed)
