@@ -74,8 +74,12 @@ class Recorder:
         self.consumer = consumer
         self._last_reconcile = 0.0
         self._backlog = True
+        self._create_group()
+
+    def _create_group(self) -> None:
         try:
-            redis.xgroup_create(keys.EVENTS_STREAM, keys.RECORDER_GROUP, id="0", mkstream=True)
+            self.redis.xgroup_create(keys.EVENTS_STREAM, keys.RECORDER_GROUP, id="0",
+                                     mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -108,8 +112,15 @@ class Recorder:
         return len(rows)
 
     def _read(self, start: str, block_ms: int | None) -> list:
-        reply = self.redis.xreadgroup(keys.RECORDER_GROUP, self.consumer,
-                                      {keys.EVENTS_STREAM: start}, count=500, block=block_ms)
+        try:
+            reply = self.redis.xreadgroup(keys.RECORDER_GROUP, self.consumer,
+                                          {keys.EVENTS_STREAM: start}, count=500, block=block_ms)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis lost the stream (restarted without persistence): start it again.
+            self._create_group()
+            return []
         return [row for _stream, entries in reply or [] for row in entries]
 
     def _archive(self, job_id: int) -> None:

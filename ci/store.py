@@ -7,7 +7,6 @@ says so; callers decide the transaction. Only this module speaks SQL.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, update

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 LABEL = "slipway.job"
 LABEL_ATTEMPT = "slipway.attempt"
+#: Which Slipway installation (which Redis) a container belongs to, so that two
+#: installations sharing a Docker engine never sweep each other's containers.
+LABEL_INSTANCE = "slipway.instance"
 WORKSPACE = "/workspace"
 
 
@@ -47,7 +50,6 @@ class DockerExecutor:
 
     def setup(self, environment: JobEnvironment, say: Callable[[str], None]) -> None:
         self._ensure_image(environment.image, say)
-        self._remove_named(environment.name)
         volumes = {str(environment.workspace): {"bind": WORKSPACE, "mode": "rw"}}
         volumes.update({host: {"bind": inside, "mode": "ro"}
                         for host, inside in environment.read_only_mounts.items()})
@@ -84,13 +86,6 @@ class DockerExecutor:
             reason = getattr(exc, "explanation", None) or str(exc)
             raise ExecutorError(f"image {image} not found locally and could not be pulled: "
                                 f"{reason}") from None
-
-    def _remove_named(self, name: str) -> None:
-        """A container left by an earlier try of this very attempt is in the way."""
-        try:
-            self.client.containers.get(name).remove(force=True)
-        except NotFound:
-            pass
 
     def run_step(self, script: str, on_output: Callable[[str], None]) -> int | None:
         if self._container is None or self._killed.is_set():
@@ -143,14 +138,20 @@ class DockerExecutor:
             self._client = None
 
 
-def sweep_orphans(client: docker.DockerClient, is_live: Callable[[int, int], bool]) -> list[str]:
-    """Remove job containers whose job no live runner holds; returns their names.
+def sweep_orphans(client: docker.DockerClient, instance: str,
+                  is_live: Callable[[int, int], bool]) -> list[str]:
+    """Remove this installation's job containers that no live runner holds.
 
     Args:
+        instance: the installation's :data:`LABEL_INSTANCE` value.
         is_live: tells whether (job id, attempt) is still owned by a runner.
+
+    Returns:
+        The names of the removed containers.
     """
     removed = []
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
+    filters = {"label": [LABEL, f"{LABEL_INSTANCE}={instance}"]}
+    for container in client.containers.list(all=True, filters=filters):
         try:
             job_id = int(container.labels[LABEL])
             attempt = int(container.labels.get(LABEL_ATTEMPT, "0"))

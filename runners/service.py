@@ -31,14 +31,17 @@ def lease_checker(redis: Redis):
     return is_live
 
 
-def sweep(redis: Redis) -> list[str]:
+def sweep(redis: Redis, instance: str) -> list[str]:
     """Remove containers of jobs no runner holds any more (their runner died)."""
     try:
         client = docker.from_env()
     except DockerException as exc:
         raise SystemExit(f"the Docker engine is not reachable: {exc}; start dockerd "
                          "or set DOCKER_HOST") from None
-    removed = sweep_orphans(client, lease_checker(redis))
+    try:
+        removed = sweep_orphans(client, instance, lease_checker(redis))
+    finally:
+        client.close()
     for name in removed:
         log.info("removed orphaned container %s", name)
     return removed
@@ -49,7 +52,7 @@ def start_workers(settings: RunnerSettings, count: int = 1, burst: bool = False)
     redis = Redis.from_url(settings.redis_url)
     redis.ping()
     settings.work_dir.mkdir(parents=True, exist_ok=True)
-    sweep(redis)
+    sweep(redis, settings.instance)
     if count == 1:
         queue = Queue(keys.JOBS_QUEUE, connection=redis)
         SimpleWorker([queue], connection=redis).work(burst=burst, logging_level="INFO")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from dataclasses import dataclass
@@ -27,6 +28,11 @@ class RunnerSettings:
     work_dir: Path
     ca_bundle: Path | None
     name: str
+
+    @property
+    def instance(self) -> str:
+        """Names the installation this runner serves: runners sharing a Redis share it."""
+        return hashlib.sha256(self.redis_url.encode()).hexdigest()[:12]
 
 
 def load_runner_settings(env: Mapping[str, str] | None = None) -> RunnerSettings:

@@ -8,6 +8,7 @@ as events, and the job's container and workspace are removed in every case.
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import threading
 import time
@@ -21,7 +22,7 @@ from ci.pipeline.config import CONFIG_FILE, ConfigError, Pipeline, parse_pipelin
 from ci.pipeline.spec import EventType, JobSpec
 from ci.pipeline.status import Status
 from runners.checkout import CheckoutError, MirrorCache
-from runners.docker_executor import LABEL, LABEL_ATTEMPT, DockerExecutor
+from runners.docker_executor import LABEL, LABEL_ATTEMPT, LABEL_INSTANCE, DockerExecutor
 from runners.executor import Executor, ExecutorError, JobEnvironment
 from runners.publisher import Publisher
 from runners.settings import RunnerSettings, load_runner_settings
@@ -140,10 +141,10 @@ class JobRun:
             env.setdefault("PIP_CERT", CA_BUNDLE_INSIDE)
             env.setdefault("SSL_CERT_FILE", CA_BUNDLE_INSIDE)
         environment = JobEnvironment(
-            name=f"slipway-job-{self.spec.job_id}-{self.spec.attempt}", image=image, env=env,
-            workspace=self.workspace, read_only_mounts=mounts,
+            name=f"slipway-job-{self.spec.job_id}-{self.spec.attempt}-{secrets.token_hex(3)}",
+            image=image, env=env, workspace=self.workspace, read_only_mounts=mounts,
             labels={LABEL: str(self.spec.job_id), LABEL_ATTEMPT: str(self.spec.attempt),
-                    "slipway.repo": self.spec.repo},
+                    LABEL_INSTANCE: self.settings.instance, "slipway.repo": self.spec.repo},
             limits=self.spec.limits, lifetime_seconds=timeout + 60,
         )
         try:

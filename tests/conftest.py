@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -16,6 +18,7 @@ from typing import Callable
 import docker
 import pytest
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 
 from ci import create_app, db
@@ -25,7 +28,6 @@ from ci.resources import Resources
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GITHUB = FIXTURES / "webhooks" / "github"
-TEST_REDIS_URL = os.environ.get("SLIPWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "It's a Secret to Everybody"
 IMAGE = os.environ.get("SLIPWAY_TEST_IMAGE", "slipway/python:3.11")
 
@@ -45,23 +47,61 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    """A Redis server of this test session's own, so that test runs never share data.
+
+    ``SLIPWAY_TEST_REDIS_URL`` points the tests at an existing server instead.
+    """
+    if os.environ.get("SLIPWAY_TEST_REDIS_URL"):
+        yield os.environ["SLIPWAY_TEST_REDIS_URL"]
+        return
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+                               stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    probe = Redis.from_url(url)
+    wait_for(lambda: _answers(probe), timeout=10)
+    probe.close()
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _answers(client: Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except RedisError:
+        return False
+
+
 @pytest.fixture
-def redis_client() -> Redis:
-    client = Redis.from_url(TEST_REDIS_URL)
+def redis_client(redis_url) -> Redis:
+    client = Redis.from_url(redis_url)
     client.flushdb()
     yield client
     client.flushdb()
+    client.close()
 
 
 @pytest.fixture
-def app(tmp_path, redis_client, monkeypatch):
+def app(tmp_path, redis_client, redis_url, monkeypatch):
     data_dir = tmp_path / "data"
-    monkeypatch.setenv("SLIPWAY_REDIS_URL", TEST_REDIS_URL)
+    monkeypatch.setenv("SLIPWAY_REDIS_URL", redis_url)
     monkeypatch.setenv("SLIPWAY_DATA_DIR", str(data_dir))
     application = create_app({
         "data_dir": data_dir,
         "database_url": f"sqlite:///{data_dir / 'slipway.db'}",
-        "redis_url": TEST_REDIS_URL,
+        "redis_url": redis_url,
         "base_url": "http://ci.test",
         "job_timeout_seconds": 120,
         "secret_key": "test",

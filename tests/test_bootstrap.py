@@ -5,8 +5,6 @@ looked up (and, when asked for, built) in the local Docker engine.
 """
 
 import os
-import shutil
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,15 +15,9 @@ import redis
 
 from ci.bootstrap import BootstrapError, ensure_redis, stop_started
 from runners.images import IMAGES, ensure_image, image_exists
+from tests.conftest import free_port
 
-REDIS_URL = os.environ.get("SLIPWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DEFAULT_IMAGE = "slipway/python:3.11"
-
-needs_redis_server = pytest.mark.skipif(
-    shutil.which("redis-server") is None,
-    reason="redis-server is not installed (apt-get install redis-server, or run `make test`)",
-)
-
 
 def answers(url: str) -> bool:
     """Whether a Redis answers PING at ``url``."""
@@ -36,13 +28,6 @@ def answers(url: str) -> bool:
         return False
     finally:
         client.close()
-
-
-def free_port() -> int:
-    """A local TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -62,12 +47,11 @@ def engine() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def test_ensure_redis_leaves_an_answering_redis_alone(tmp_path: Path) -> None:
-    assert ensure_redis(REDIS_URL, tmp_path) is None
+def test_ensure_redis_leaves_an_answering_redis_alone(redis_url: str, tmp_path: Path) -> None:
+    assert ensure_redis(redis_url, tmp_path) is None
     assert list(tmp_path.iterdir()) == []
 
 
-@needs_redis_server
 def test_ensure_redis_starts_a_local_server_that_stop_started_stops(tmp_path: Path) -> None:
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"

@@ -1,6 +1,5 @@
 """Builds end to end: signed webhook → RQ → real runner in Docker → recorder → SQL and logs."""
 
-import docker
 import pytest
 from sqlalchemy import select
 
@@ -24,7 +23,7 @@ def push_and_run(client, git_repo, run_queue, session, files, message="change") 
     response = post_hook(client, push_payload("octo/project", sha, message=message))
     assert response.status_code == 202
     run_queue()
-    session.expire_all()
+    session.rollback()  # a new transaction sees what others committed
     return session.scalar(select(Build).where(Build.number == response.get_json()["build"]["number"]))
 
 
@@ -99,7 +98,7 @@ def test_timeout_errors_the_job_and_removes_the_container(
 def test_invalid_config_errors_with_the_message(
         client, git_repo, registered, run_queue, session, docker_client):
     build = push_and_run(client, git_repo, run_queue, session, {
-        ".slipway.yml": f"image: {IMAGE}\nstep:\n  - run: true\n",
+        ".slipway.yml": f"image: {IMAGE}\nstep:\n  - run: echo hi\n",
     })
     assert build.status == "errored"
     assert "`step` is not a key; did you mean `steps`?" in build.error
@@ -115,7 +114,7 @@ def test_missing_config_errors(client, git_repo, registered, run_queue, session,
 def test_missing_image_errors_with_the_pull_failure(
         client, git_repo, registered, run_queue, session, docker_client):
     build = push_and_run(client, git_repo, run_queue, session, {
-        ".slipway.yml": "image: slipway/does-not-exist:1\nsteps:\n  - run: true\n",
+        ".slipway.yml": "image: slipway/does-not-exist:1\nsteps:\n  - run: echo hi\n",
     })
     assert build.status == "errored"
     assert build.error.startswith("image slipway/does-not-exist:1 not found locally and could "

@@ -1,11 +1,14 @@
 """The live log: lines reach an SSE client while the job is still running."""
 
 import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import requests
-from rq import Queue, SimpleWorker
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -48,18 +51,16 @@ def sse_events(response):
 
 
 def test_lines_arrive_before_the_job_finishes_and_resume_works(
-        server, client, git_repo, registered, session, redis_client, tmp_path, monkeypatch,
-        resources, docker_client):
-    monkeypatch.setenv("SLIPWAY_RUNNER_DIR", str(tmp_path / "runner"))
+        server, client, git_repo, registered, session, redis_client, tmp_path, docker_client):
     sha = git_repo.commit({".slipway.yml": f"image: {IMAGE}\ntimeout: 2m\nsteps:\n"
                                            f"  - name: wait\n    run: \"{WAITING_STEP}\"\n"})
     assert post_hook(client, push_payload("octo/project", sha)).status_code == 202
     job = session.scalar(select(Job))
 
-    worker = threading.Thread(target=lambda: SimpleWorker(
-        [Queue(keys.JOBS_QUEUE, connection=redis_client)], connection=redis_client,
-    ).work(burst=True), daemon=True)
-    worker.start()
+    # The runner as deployed: a `slipway worker` process of its own.
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "slipway"), "worker", "--burst"],
+                              env={**os.environ, "SLIPWAY_RUNNER_DIR": str(tmp_path / "runner")},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     url = f"{server}/octo/project/builds/1/jobs/1/events"
     seen_ids = []
@@ -76,7 +77,7 @@ def test_lines_arrive_before_the_job_finishes_and_resume_works(
         workspace = wait_for(lambda: next((tmp_path / "runner" / "workspaces").glob("*"), None))
         (workspace / "go").touch()
         rest = [(kind, data) for _id, kind, data in events]
-    worker.join(timeout=60)
+    assert worker.wait(timeout=60) == 0
     assert ("end", "passed") in [(kind, data.get("status")) for kind, data in rest]
     assert any("second-line" in data["html"] for kind, data in rest if kind == "out")
 

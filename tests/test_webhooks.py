@@ -8,13 +8,13 @@ from sqlalchemy import func, select
 from ci import queue as job_queue
 from ci.models import Build, Job
 from ci.pipeline import keys
-from tests.conftest import GITHUB, SECRET, post_hook, push_payload, sign
+from tests.conftest import GITHUB, SECRET, post_hook, push_payload
 
 SHA = "a" * 40
 
 
 def build_count(session) -> int:
-    session.expire_all()
+    session.rollback()  # a new transaction sees what others committed
     return session.scalar(select(func.count()).select_from(Build))
 
 
@@ -203,7 +203,7 @@ def test_running_job_without_a_lease_becomes_errored(session, registered, client
     assert job_queue.reconcile(session, redis_client, resources.settings).lost == []
     redis_client.delete(keys.lease(job.id))
     assert job_queue.reconcile(session, redis_client, resources.settings).lost == [job.id]
-    session.expire_all()
+    session.rollback()  # a new transaction sees what others committed
     assert job.status == "errored"
     assert job.error.startswith("runner lost")
     assert job.build.status == "errored"
