@@ -36,14 +36,16 @@ def _context(migrate: bool = True) -> Context:
     engine = db.make_engine(settings.database_url)
     if migrate:
         db.upgrade(engine)
-    return Context(settings, db.make_sessionmaker(engine, writes=True),
-                   Redis.from_url(settings.redis_url))
+    # Longer than any blocking read Slipway makes (the recorder blocks for 5 s).
+    redis = Redis.from_url(settings.redis_url, socket_timeout=60, socket_connect_timeout=5)
+    return Context(settings, db.make_sessionmaker(engine, writes=True), redis)
 
 
 @click.group()
 def main() -> None:
     """Slipway: continuous integration on your own servers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 # Repositories ---------------------------------------------------------------------------

@@ -21,6 +21,8 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
 def human_duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds}s"

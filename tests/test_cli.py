@@ -1,0 +1,66 @@
+"""The ``slipway`` command against a real database, Redis and git repository."""
+
+import pytest
+from click.testing import CliRunner
+from rq import Queue
+
+from ci.cli import main
+from ci.pipeline import keys
+
+
+@pytest.fixture
+def cli(tmp_path, redis_url, redis_client, monkeypatch):
+    monkeypatch.setenv("SLIPWAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SLIPWAY_REDIS_URL", redis_url)
+    monkeypatch.setenv("SLIPWAY_BASE_URL", "http://ci.test")
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    return run
+
+
+def test_repo_add_list_remove(cli, git_repo):
+    added = cli("repo", "add", "octo/project", "--forge", "github", "--clone-url",
+                str(git_repo.path), "--secret", "s3cret")
+    assert added.exit_code == 0
+    assert "webhook URL: http://ci.test/hooks/github" in added.output
+    listed = cli("repo", "list")
+    assert f"octo/project\tgithub\t{git_repo.path}\tno builds" in listed.output
+    again = cli("repo", "add", "octo/project", "--clone-url", "x", "--secret", "s")
+    assert again.exit_code == 1
+    assert "octo/project is already registered" in again.output
+    assert cli("repo", "remove", "octo/project").exit_code == 0
+    assert "no repositories" in cli("repo", "list").output
+    missing = cli("repo", "remove", "octo/project")
+    assert missing.exit_code == 1
+    assert "octo/project is not registered" in missing.output
+
+
+@pytest.mark.parametrize("name, message", [
+    ("no-slash", "'no-slash' is not a repository name; use OWNER/NAME"),
+    ("api/repos", "the owner name 'api' is reserved"),
+    ("a/b;rm -rf", "is not a repository name"),
+])
+def test_repo_add_rejects_bad_names(cli, name, message):
+    result = cli("repo", "add", name, "--clone-url", "/tmp/x", "--secret", "s")
+    assert result.exit_code == 1
+    assert message in result.output
+
+
+def test_trigger_builds_the_branch_head_or_a_sha(cli, git_repo, redis_client):
+    first = git_repo.commit({"a.txt": "1"})
+    cli("repo", "add", "octo/project", "--clone-url", str(git_repo.path), "--secret", "s")
+    result = cli("trigger", "octo/project")
+    assert result.exit_code == 0
+    assert f"build #1 of {first[:12]} queued: http://ci.test/octo/project/builds/1" in result.output
+    second = git_repo.commit({"a.txt": "2"})
+    assert f"of {second[:12]}" in cli("trigger", "octo/project", "--branch", "main").output
+    assert f"of {first[:12]}" in cli("trigger", "octo/project", "--sha", first).output
+    assert len(Queue(keys.JOBS_QUEUE, connection=redis_client)) == 3
+    unknown = cli("trigger", "octo/project", "--branch", "nope")
+    assert unknown.exit_code == 1
+    assert "branch 'nope' does not exist in" in unknown.output
+    bad_sha = cli("trigger", "octo/project", "--sha", "$(id)")
+    assert "is not a full commit sha" in bad_sha.output

@@ -1,0 +1,103 @@
+"""The runner's guarantees: what it may import, how its containers are confined, and
+what happens when a runner is killed in the middle of a job."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from ci.models import Build, Job
+from ci.pipeline import keys
+from ci.pipeline.spec import Limits
+from ci.recorder import Recorder
+from tests.conftest import IMAGE, post_hook, push_payload, wait_for
+
+SLIPWAY = str(Path(sys.executable).parent / "slipway")
+
+
+def test_runner_imports_only_the_pure_core():
+    code = (
+        "import sys, runners.worker, runners.service, runners.images\n"
+        "server = [m for m in sys.modules if m.startswith('ci.') and not m.startswith('ci.pipeline')]\n"
+        "heavy = [m for m in ('flask', 'sqlalchemy', 'alembic') if m in sys.modules]\n"
+        "print(server + heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.docker
+def test_build_containers_are_confined(client, git_repo, registered, run_queue, session,
+                                        resources, docker_client):
+    from dataclasses import replace
+
+    resources.settings = replace(resources.settings,
+                                 limits=Limits(memory="256m", cpus=1.0, pids=200))
+    script = ("test ! -e /var/run/docker.sock && echo no-docker-socket; "
+              "grep NoNewPrivs /proc/self/status; "
+              "echo pids=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max); "
+              "echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null "
+              "|| cat /sys/fs/cgroup/memory.max); "
+              "grep CapEff /proc/self/status")
+    sha = git_repo.commit({".slipway.yml": f"image: {IMAGE}\nsteps:\n  - run: \"{script}\"\n"})
+    assert post_hook(client, push_payload("octo/project", sha)).status_code == 202
+    run_queue()
+    session.rollback()
+    build = session.scalar(select(Build))
+    assert build.status == "passed", build.error
+    from ci import logs
+    from ci.pipeline.logformat import to_text
+
+    text = to_text(logs.read_archive(resources.settings.log_dir, build.jobs[0].id))
+    assert "no-docker-socket" in text
+    assert "NoNewPrivs:\t1" in text
+    assert "pids=200" in text
+    assert f"mem={256 * 1024 * 1024}" in text
+    # Not privileged: the effective capabilities are Docker's default set, not all of them.
+    assert "CapEff:\t000001ffffffffff" not in text
+
+
+@pytest.mark.docker
+def test_a_killed_runner_is_noticed_and_its_container_swept(
+        client, git_repo, registered, session, redis_client, resources, tmp_path, docker_client):
+    sha = git_repo.commit({".slipway.yml": f"image: {IMAGE}\nsteps:\n"
+                                           "  - run: echo started; sleep 300\n"})
+    assert post_hook(client, push_payload("octo/project", sha)).status_code == 202
+    job = session.scalar(select(Job))
+    env = {**os.environ, "SLIPWAY_RUNNER_DIR": str(tmp_path / "runner")}
+    worker = subprocess.Popen([SLIPWAY, "worker"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: any(b"started" in fields.get(b"d", b"")
+                             for _id, fields in redis_client.xrange(keys.log_stream(job.id))))
+        label = {"label": f"slipway.job={job.id}"}
+        assert len(docker_client.containers.list(filters=label)) == 1
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+
+    recorder = Recorder(resources.write_sessions, redis_client, resources.settings)
+
+    def runner_lost() -> bool:
+        recorder.drain()
+        return bool(recorder.reconcile().lost)
+
+    # The lease expires LEASE_TTL_SECONDS after the runner's last renewal.
+    wait_for(runner_lost, timeout=keys.LEASE_TTL_SECONDS + 30, interval=0.5)
+    session.rollback()
+    job = session.get(Job, job.id)
+    assert job.status == "errored"
+    assert job.error == "runner lost: the runner stopped reporting while the job ran"
+    assert job.build.status == "errored"
+    assert job.log_archived
+
+    # The next runner to start removes the container the dead one left running.
+    assert docker_client.containers.list(all=True, filters=label)
+    subprocess.run([SLIPWAY, "worker", "--burst"], env=env, check=True, capture_output=True,
+                   timeout=60)
+    assert docker_client.containers.list(all=True, filters=label) == []
