@@ -5,17 +5,22 @@ Shared by the webhook view, the API and the CLI so they all behave the same.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from git.cmd import Git
 from git.exc import GitCommandError
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from ci import queue, store
+from ci import logs, queue, store
 from ci.forges.types import Trigger
-from ci.models import Build, Repo
+from ci.models import Build, Repo, utcnow
+from ci.pipeline.status import Status
 from ci.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,19 @@ def accept(session: Session, redis: Redis, settings: Settings, repo: Repo,
     except store.DuplicateDelivery as duplicate:
         return Accepted(build=duplicate.build, created=False, enqueued=False)
     enqueued = queue.enqueue_build(redis, settings, build)
+    if enqueued and _auto_cancels(settings, build):
+        try:
+            for older in store.superseded_builds(session, build):
+                cancel(session, redis, older, f"auto-cancel: superseded by build #{build.number}")
+        except RedisError as exc:
+            log.warning("auto-cancel for build %s skipped: %s", build.id, exc)
     return Accepted(build=build, created=True, enqueued=enqueued)
+
+
+def _auto_cancels(settings: Settings, build: Build) -> bool:
+    if build.event == "pull_request":
+        return settings.auto_cancel_pull_requests
+    return build.event == "push" and settings.auto_cancel_push
 
 
 def manual_trigger(repo: Repo, branch: str | None = None, sha: str | None = None) -> Trigger:
@@ -65,3 +82,50 @@ def manual_trigger(repo: Repo, branch: str | None = None, sha: str | None = None
         raise store.StoreError(f"branch {branch!r} does not exist in {repo.clone_url}")
     return Trigger(repo=repo.full_name, event="manual", ref=ref, sha=line.split("\t")[0],
                    branch=branch, message="manual build")
+
+
+def cancel(session: Session, redis: Redis, build: Build, who: str) -> int:
+    """Stop a build's unfinished jobs; returns how many were asked to stop.
+
+    A queued job is canceled in the database at once and taken off the queue; a
+    running one is told to stop through Redis and reports ``canceled`` itself (its
+    runner kills the container within moments), so its log ends properly.
+    """
+    count = 0
+    for job in build.jobs:
+        status = Status(job.status)
+        if status.finished:
+            continue
+        queue.request_cancel(redis, job, who)
+        if status == Status.QUEUED:
+            store.finish_job(session, job, Status.CANCELED, utcnow(), f"canceled by {who}")
+        count += 1
+    session.commit()
+    return count
+
+
+def restart(session: Session, redis: Redis, settings: Settings, build: Build) -> Accepted:
+    """Run a finished build again, as a new build of the same commit."""
+    if not Status(build.status).finished:
+        raise store.StoreError(f"build #{build.number} is still {build.status}; cancel it first")
+    again = Trigger(repo=build.repo.full_name, event=build.event, ref=build.ref, sha=build.sha,
+                    branch=build.branch, tag=build.tag, pr_number=build.pr_number,
+                    message=build.message, author=build.author, compare_url=build.compare_url)
+    return accept(session, redis, settings, build.repo, again)
+
+
+def rerun_failed(session: Session, redis: Redis, settings: Settings, build: Build) -> int:
+    """Run the failed, errored and canceled jobs of a finished build again, in place.
+
+    Passed jobs keep their results; each rerun job gets a new attempt number, so a
+    late event from the earlier attempt can never overwrite the new one.
+    """
+    if not Status(build.status).finished:
+        raise store.StoreError(f"build #{build.number} is still {build.status}")
+    jobs = store.reset_failed_jobs(session, build)
+    session.commit()
+    for job in jobs:
+        logs.discard(redis, settings.log_dir, job.id)
+    if jobs:
+        queue.enqueue_build(redis, settings, build)
+    return len(jobs)

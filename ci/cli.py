@@ -132,6 +132,53 @@ def trigger(full_name: str, branch: str | None, sha: str | None) -> None:
             click.echo("Redis is not reachable; the build will start once it is", err=True)
 
 
+def _find_build(session: Session, full_name: str, number: int):
+    from ci import store
+
+    found = store.get_repo(session, full_name)
+    build = store.get_build(session, found, number) if found else None
+    if build is None:
+        raise click.ClickException(f"{full_name} has no build #{number}")
+    return build
+
+
+@main.command()
+@click.argument("full_name")
+@click.argument("number", type=int)
+def cancel(full_name: str, number: int) -> None:
+    """Stop build NUMBER of FULL_NAME (queued jobs never start, running ones are killed)."""
+    from ci import builds
+
+    ctx = _context()
+    with ctx.sessions() as session:
+        build = _find_build(session, full_name, number)
+        count = builds.cancel(session, ctx.redis, build, "an admin (CLI)")
+    click.echo(f"asked {count} job(s) of build #{number} to stop")
+
+
+@main.command()
+@click.argument("full_name")
+@click.argument("number", type=int)
+@click.option("--failed", is_flag=True, help="Rerun only the failed jobs, in the same build.")
+def restart(full_name: str, number: int, failed: bool) -> None:
+    """Run finished build NUMBER of FULL_NAME again."""
+    from ci import builds, store
+
+    ctx = _context()
+    with ctx.sessions() as session:
+        build = _find_build(session, full_name, number)
+        try:
+            if failed:
+                count = builds.rerun_failed(session, ctx.redis, ctx.settings, build)
+                click.echo(f"rerunning {count} job(s) of build #{number}")
+            else:
+                again = builds.restart(session, ctx.redis, ctx.settings, build).build
+                click.echo(f"build #{again.number} queued: "
+                           f"{ctx.settings.base_url}/{full_name}/builds/{again.number}")
+        except store.StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
 # Processes -------------------------------------------------------------------------------
 
 @main.command()

@@ -13,7 +13,7 @@ from pathlib import Path
 from redis import Redis
 
 from ci.pipeline import keys
-from ci.pipeline.logformat import END, LogEntry
+from ci.pipeline.logformat import LogEntry
 
 
 def archive_path(log_dir: Path, job_id: int) -> Path:
@@ -62,8 +62,10 @@ def archive(redis: Redis, log_dir: Path, job_id: int) -> Path:
     return path
 
 
-def has_end(entries: list[LogEntry]) -> bool:
-    return any(entry.kind == END for entry in entries)
+def discard(redis: Redis, log_dir: Path, job_id: int) -> None:
+    """Forget a job's log (live and archived) before the job runs again."""
+    redis.delete(keys.log_stream(job_id))
+    archive_path(log_dir, job_id).unlink(missing_ok=True)
 
 
 def read_all(redis: Redis, log_dir: Path, job_id: int, after: str = "0-0") -> list[LogEntry]:

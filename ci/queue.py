@@ -15,7 +15,7 @@ from datetime import timedelta
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 from sqlalchemy.orm import Session
@@ -70,6 +70,22 @@ def enqueue(redis: Redis, spec: JobSpec) -> None:
         pipe.execute()
 
 
+#: How long a cancel request is kept for a runner that has yet to see the job.
+CANCEL_TTL_SECONDS = 86400
+
+
+def request_cancel(redis: Redis, job: Job, who: str) -> None:
+    """Tell whichever runner has (or will get) ``job`` to stop, and drop it from the queue."""
+    with redis.pipeline() as pipe:
+        pipe.set(keys.cancel(job.id), who, ex=CANCEL_TTL_SECONDS)
+        pipe.publish(keys.cancel(job.id), who)
+        pipe.execute()
+    try:
+        RQJob.fetch(keys.rq_job_id(job.id, job.attempt), connection=redis).cancel()
+    except (NoSuchJobError, InvalidJobOperation):
+        pass
+
+
 def enqueue_build(redis: Redis, settings: Settings, build: Build) -> bool:
     """Enqueue every queued job of a committed build; False when Redis is unreachable.
 
@@ -79,6 +95,7 @@ def enqueue_build(redis: Redis, settings: Settings, build: Build) -> bool:
     try:
         for job in build.jobs:
             if job.status == Status.QUEUED:
+                redis.delete(keys.cancel(job.id))
                 enqueue(redis, job_spec(settings, build.repo, build, job, job.attempt))
     except RedisError as exc:
         log.warning("build %s queued in the database; Redis unavailable (%s)", build.id, exc)

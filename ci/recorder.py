@@ -37,10 +37,16 @@ def _at(event: Event) -> datetime:
 
 
 def apply_event(session: Session, event: Event) -> Job | None:
-    """Apply one event; returns the job when it changed, None when the event was stale."""
+    """Apply one event; returns its job, or None when the event is of an old attempt.
+
+    Events for a job that is already finished (canceled while queued, say) change
+    nothing, but the job is still returned so that its log gets archived.
+    """
     job = store.get_job(session, event.job_id)
-    if job is None or job.attempt != event.attempt or Status(job.status).finished:
+    if job is None or job.attempt != event.attempt:
         return None
+    if Status(job.status).finished:
+        return job
     data = event.data
     if event.type == EventType.JOB_STARTED:
         store.start_job(session, job, _at(event), str(data.get("runner", "")))

@@ -34,6 +34,9 @@ class Settings:
     job_timeout_seconds: int = 3600
     limits: Limits = field(default_factory=Limits)
     builds_per_page: int = 25
+    api_token: str = ""
+    auto_cancel_push: bool = False
+    auto_cancel_pull_requests: bool = True
 
     @property
     def log_dir(self) -> Path:
@@ -67,6 +70,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a yes/no value; use true or false")
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build :class:`Settings` from ``env`` (default: ``os.environ``) and overrides.
 
@@ -91,6 +105,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         max_webhook_bytes=_int(env, "SLIPWAY_MAX_WEBHOOK_BYTES", 5 * 1024 * 1024),
         default_image=env.get("SLIPWAY_DEFAULT_IMAGE") or "slipway/python:3.11",
         job_timeout_seconds=timeout,
+        api_token=env.get("SLIPWAY_API_TOKEN", ""),
+        auto_cancel_push=_bool(env, "SLIPWAY_AUTO_CANCEL_PUSH", False),
+        auto_cancel_pull_requests=_bool(env, "SLIPWAY_AUTO_CANCEL_PULL_REQUESTS", True),
         limits=Limits(
             memory=env.get("SLIPWAY_JOB_MEMORY") or "2g",
             cpus=_float(env, "SLIPWAY_JOB_CPUS", 2.0),

@@ -234,3 +234,34 @@ def finish_job(session: Session, job: Job, status: Status, at: datetime,
         build.finished_at = at
         build.started_at = build.started_at or at
         build.error = next((j.error for j in build.jobs if j.error), None)
+
+
+def reset_failed_jobs(session: Session, build: Build) -> list[Job]:
+    """Put a finished build's failed, errored and canceled jobs back in the queue."""
+    rerun = [job for job in build.jobs
+             if job.status in (Status.FAILED, Status.ERRORED, Status.CANCELED)]
+    for job in rerun:
+        job.attempt += 1
+        job.status = Status.QUEUED
+        job.error = job.started_at = job.finished_at = job.runner = None
+        job.log_archived = False
+        job.enqueued_at = utcnow()
+        job.steps.clear()
+    if rerun:
+        build.status = Status.QUEUED
+        build.finished_at = build.error = None
+    return rerun
+
+
+def superseded_builds(session: Session, build: Build) -> list[Build]:
+    """Older unfinished builds of the same branch (pushes) or pull request as ``build``."""
+    query = select(Build).where(Build.repo_id == build.repo_id, Build.number < build.number,
+                                Build.status.in_((Status.QUEUED, Status.RUNNING)),
+                                Build.event == build.event)
+    if build.event == "pull_request":
+        query = query.where(Build.pr_number == build.pr_number)
+    elif build.event == "push":
+        query = query.where(Build.branch == build.branch)
+    else:
+        return []
+    return list(session.scalars(query.options(selectinload(Build.jobs))))

@@ -7,14 +7,18 @@ server tells a lost runner from a slow one.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Callable
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from ci.pipeline import keys
 from ci.pipeline.logformat import END, INFO, OUT, STEP, LogEntry
 from ci.pipeline.spec import Event, EventType, JobSpec
+
+log = logging.getLogger(__name__)
 
 #: Events are consumed within milliseconds; the cap only bounds a stopped recorder.
 EVENTS_MAXLEN = 100_000
@@ -35,9 +39,15 @@ class Publisher:
         current = self.redis.get(keys.current_attempt(self.spec.job_id))
         if current is not None and int(current) > self.spec.attempt:
             return f"attempt {self.spec.attempt} is stale; attempt {int(current)} replaced it"
-        if not self.redis.set(keys.lease(self.spec.job_id), self.spec.attempt, nx=True,
-                              ex=keys.LEASE_TTL_SECONDS):
+        key = keys.lease(self.spec.job_id)
+        if self.redis.set(key, self.spec.attempt, nx=True, ex=keys.LEASE_TTL_SECONDS):
+            return None
+        holder = self.redis.get(key)
+        if holder is not None and int(holder) >= self.spec.attempt:
             return "another runner holds this job's lease"
+        # An older attempt's lease: this attempt replaces it, and that runner, if it
+        # is still alive, sees the change at its next renewal and stops its container.
+        self.redis.set(key, self.spec.attempt, ex=keys.LEASE_TTL_SECONDS)
         return None
 
     def keep_lease(self, on_lost: Callable[[], None]) -> None:
@@ -55,8 +65,35 @@ class Publisher:
                                            daemon=True)
         self._refresher.start()
 
+    def canceled_by(self) -> str | None:
+        """Who asked this job to stop, or None."""
+        who = self.redis.get(keys.cancel(self.spec.job_id))
+        return who.decode("utf-8", "replace") if who is not None else None
+
+    def watch_cancel(self, on_cancel: Callable[[str], None]) -> None:
+        """Call ``on_cancel(who)`` as soon as the job is canceled (a Redis message, not polling)."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(keys.cancel(self.spec.job_id))
+
+        def listen() -> None:
+            try:
+                who = self.canceled_by()  # canceled before we subscribed
+                while who is None and not self._stop.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is not None:
+                        who = message["data"].decode("utf-8", "replace")
+                if who is not None and not self._stop.is_set():
+                    on_cancel(who)
+            except (RedisError, ValueError) as exc:
+                if not self._stop.is_set():
+                    log.warning("job %s: stopped watching for cancels: %s", self.spec.job_id, exc)
+            finally:
+                pubsub.close()
+
+        threading.Thread(target=listen, name=f"cancel-{self.spec.job_id}", daemon=True).start()
+
     def release(self) -> None:
-        """Stop renewing; the lease then expires on its own, after the final events."""
+        """Stop renewing and watching; the lease then expires on its own, after the final events."""
         self._stop.set()
 
     def event(self, kind: EventType, **data) -> None:

@@ -55,6 +55,11 @@ def run_job(payload: dict[str, Any]) -> str:
     if refusal:
         log.info("job %s: not running: %s", spec.job_id, refusal)
         return "refused"
+    who = publisher.canceled_by()
+    if who is not None:
+        publisher.finished(Status.CANCELED.value, f"canceled by {who} before it started")
+        publisher.release()
+        return Status.CANCELED.value
     return JobRun(spec, settings, publisher, make_executor()).run()
 
 
@@ -74,12 +79,14 @@ class JobRun:
         self.executor = executor
         self.timed_out = threading.Event()
         self.lease_lost = threading.Event()
+        self.canceled_by: str | None = None
         self.workspace = settings.work_dir / "workspaces" / f"{spec.job_id}-{spec.attempt}"
 
     def run(self) -> str:
         status, error = Status.ERRORED, None
         timer: threading.Timer | None = None
         self.publisher.keep_lease(on_lost=self._on_lease_lost)
+        self.publisher.watch_cancel(self._on_cancel)
         try:
             self.publisher.event(EventType.JOB_STARTED, runner=self.settings.name)
             mirror = self._checkout()
@@ -162,8 +169,9 @@ class JobRun:
                 self._step_finished(index, Status.ERRORED, None)
                 return Status.ERRORED, str(exc)
             if code is None:
-                self._step_finished(index, Status.ERRORED, None)
-                return Status.ERRORED, self._kill_reason(timeout)
+                status = Status.CANCELED if self.canceled_by else Status.ERRORED
+                self._step_finished(index, status, None)
+                return status, self._kill_reason(timeout)
             if code != 0:
                 self._step_finished(index, Status.FAILED, code)
                 return Status.FAILED, f"step {step.name!r} exited with code {code}"
@@ -175,6 +183,8 @@ class JobRun:
                              exit_code=code)
 
     def _kill_reason(self, timeout: int) -> str:
+        if self.canceled_by:
+            return f"canceled by {self.canceled_by}"
         if self.timed_out.is_set():
             return f"timed out after {format_duration(timeout)}"
         if self.lease_lost.is_set():
@@ -183,6 +193,10 @@ class JobRun:
 
     def _on_timeout(self) -> None:
         self.timed_out.set()
+        self.executor.kill()
+
+    def _on_cancel(self, who: str) -> None:
+        self.canceled_by = who
         self.executor.kill()
 
     def _on_lease_lost(self) -> None:

@@ -46,3 +46,8 @@ def current_attempt(job_id: int) -> str:
 def rq_job_id(job_id: int, attempt: int) -> str:
     """The RQ job id of one attempt of a job, so re-enqueues never collide."""
     return f"slipway-job-{job_id}-{attempt}"
+
+
+def cancel(job_id: int) -> str:
+    """Set (to who asked) when a job must stop; also published on :func:`cancel` as a channel."""
+    return f"slipway:cancel:{job_id}"

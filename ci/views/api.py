@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
+
 from flask import Blueprint, abort, request
 
-from ci import store
-from ci.resources import session, settings
+from ci import builds, store
+from ci.resources import redis, session, settings, write_session
 from ci.views.lookup import build_or_404, repo_or_404
 from ci.views.present import build_json, repo_json
 
@@ -31,7 +33,7 @@ def repos():
 
 
 @bp.get("/repos/<owner>/<name>/builds")
-def builds(owner: str, name: str):
+def list_builds(owner: str, name: str):
     repo = repo_or_404(owner, name)
     page, per_page = _page_args()
     items, total = store.list_builds(session(), repo, page, per_page)
@@ -41,6 +43,56 @@ def builds(owner: str, name: str):
 
 
 @bp.get("/repos/<owner>/<name>/builds/<int:number>")
-def build(owner: str, name: str, number: int):
+def get_build(owner: str, name: str, number: int):
     repo, found = build_or_404(owner, name, number)
     return build_json(found, settings().base_url, repo, with_jobs=True)
+
+
+def _require_token() -> None:
+    """Actions need ``Authorization: Bearer $SLIPWAY_API_TOKEN``; without one set, none are allowed."""
+    expected = settings().api_token
+    if not expected:
+        abort(403, description="actions through the API are disabled; set SLIPWAY_API_TOKEN "
+                               "on the server and send it as a Bearer token")
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        abort(401, description="send Authorization: Bearer <token> with the server's "
+                               "SLIPWAY_API_TOKEN")
+
+
+def _action_build(owner: str, name: str, number: int):
+    _require_token()
+    repo = repo_or_404(owner, name)
+    found = store.get_build(write_session(), repo, number)
+    if found is None:
+        abort(404, description=f"{repo.full_name} has no build #{number}")
+    return repo, found
+
+
+@bp.post("/repos/<owner>/<name>/builds/<int:number>/cancel")
+def cancel(owner: str, name: str, number: int):
+    repo, found = _action_build(owner, name, number)
+    count = builds.cancel(write_session(), redis(), found, "the API")
+    return {"canceled_jobs": count,
+            "build": build_json(found, settings().base_url, repo, with_jobs=True)}, 202
+
+
+@bp.post("/repos/<owner>/<name>/builds/<int:number>/restart")
+def restart(owner: str, name: str, number: int):
+    repo, found = _action_build(owner, name, number)
+    try:
+        accepted = builds.restart(write_session(), redis(), settings(), found)
+    except store.StoreError as exc:
+        abort(409, description=str(exc))
+    return build_json(accepted.build, settings().base_url, repo), 201
+
+
+@bp.post("/repos/<owner>/<name>/builds/<int:number>/rerun-failed")
+def rerun_failed(owner: str, name: str, number: int):
+    repo, found = _action_build(owner, name, number)
+    try:
+        count = builds.rerun_failed(write_session(), redis(), settings(), found)
+    except store.StoreError as exc:
+        abort(409, description=str(exc))
+    return {"rerun_jobs": count,
+            "build": build_json(found, settings().base_url, repo, with_jobs=True)}, 202

@@ -1,0 +1,132 @@
+"""Cancel, restart, rerun failed jobs and auto-cancel, with a real runner process."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from rq import Queue
+from sqlalchemy import select
+
+from ci.models import Build
+from ci.pipeline import keys
+from tests.conftest import GITHUB, IMAGE, post_hook, push_payload, wait_for
+
+SLIPWAY = str(Path(sys.executable).parent / "slipway")
+TOKEN = "t0ken"
+
+
+@pytest.fixture
+def api(client, resources):
+    resources.settings = replace(resources.settings, api_token=TOKEN)
+
+    def post(path: str, token: str | None = TOKEN):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return client.post(f"/api/repos/octo/project/builds/{path}", headers=headers)
+
+    return post
+
+
+def build(session, number: int) -> Build:
+    session.rollback()  # a new transaction sees what others committed
+    return session.scalar(select(Build).where(Build.number == number))
+
+
+def test_actions_need_the_api_token(client, registered, api, resources):
+    post_hook(client, push_payload("octo/project", "c" * 40))
+    assert api("1/cancel", token=None).status_code == 401
+    assert api("1/cancel", token="wrong").status_code == 401
+    resources.settings = replace(resources.settings, api_token="")
+    refused = api("1/cancel")
+    assert refused.status_code == 403
+    assert "set SLIPWAY_API_TOKEN" in refused.get_json()["error"]["message"]
+
+
+def test_a_queued_job_never_starts(client, registered, api, session, redis_client, run_queue):
+    post_hook(client, push_payload("octo/project", "c" * 40))
+    response = api("1/cancel")
+    assert response.status_code == 202
+    assert response.get_json()["canceled_jobs"] == 1
+    assert build(session, 1).status == "canceled"
+    assert build(session, 1).jobs[0].error == "canceled by the API"
+    assert len(Queue(keys.JOBS_QUEUE, connection=redis_client)) == 0
+    run_queue()
+    assert redis_client.xlen(keys.EVENTS_STREAM) == 0
+
+
+@pytest.mark.docker
+def test_cancel_stops_a_running_container_within_5_seconds(
+        client, git_repo, registered, api, session, redis_client, resources, tmp_path,
+        docker_client, run_queue):
+    sha = git_repo.commit({".slipway.yml": f"image: {IMAGE}\nsteps:\n"
+                                           "  - run: echo started; sleep 300\n"})
+    post_hook(client, push_payload("octo/project", sha))
+    job_id = build(session, 1).jobs[0].id
+    env = {**os.environ, "SLIPWAY_RUNNER_DIR": str(tmp_path / "runner")}
+    worker = subprocess.Popen([SLIPWAY, "worker", "--burst"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    label = {"label": f"slipway.job={job_id}"}
+    wait_for(lambda: any(b"started" in fields.get(b"d", b"")
+                         for _id, fields in redis_client.xrange(keys.log_stream(job_id))))
+    assert docker_client.containers.list(filters=label)
+
+    asked = time.monotonic()
+    assert api("1/cancel").status_code == 202
+    wait_for(lambda: not docker_client.containers.list(all=True, filters=label), timeout=5)
+    stopped_in = time.monotonic() - asked
+    assert worker.wait(timeout=30) == 0
+    run_queue()  # records the runner's events
+    finished = build(session, 1)
+    assert finished.status == "canceled"
+    assert finished.jobs[0].error == "canceled by the API"
+    assert stopped_in < 5
+    log = client.get("/octo/project/builds/1/jobs/1/log.txt").get_data(as_text=True)
+    assert "canceled by the API" in log
+
+
+@pytest.mark.docker
+def test_restart_and_rerun_failed(client, git_repo, registered, api, session, run_queue,
+                                  docker_client):
+    sha = git_repo.commit({".slipway.yml": f"image: {IMAGE}\nsteps:\n  - run: test -f ok\n"})
+    post_hook(client, push_payload("octo/project", sha))
+    assert api("1/restart").status_code == 409  # still queued
+    run_queue()
+    assert build(session, 1).status == "failed"
+
+    restarted = api("1/restart")
+    assert restarted.status_code == 201
+    assert restarted.get_json()["number"] == 2
+    assert restarted.get_json()["sha"] == sha
+    run_queue()
+    assert build(session, 2).status == "failed"
+
+    rerun = api("1/rerun-failed")
+    assert rerun.status_code == 202
+    assert rerun.get_json()["rerun_jobs"] == 1
+    assert build(session, 1).jobs[0].attempt == 2
+    run_queue()
+    again = build(session, 1)
+    assert again.status == "failed"
+    assert again.jobs[0].attempt == 2
+    assert [step.status for step in again.jobs[0].steps] == ["failed"]
+    log = client.get("/octo/project/builds/1/jobs/1/log.txt").get_data(as_text=True)
+    assert log.count("--- job failed ---") == 1
+
+
+def test_a_new_pull_request_push_cancels_the_older_build(client, registered, session):
+    payload = json.loads((GITHUB / "pull_request.synchronize.json").read_bytes())
+    payload["repository"]["full_name"] = "octo/project"
+    post_hook(client, json.dumps(payload).encode(), event="pull_request")
+    payload["pull_request"]["head"]["sha"] = "d" * 40
+    post_hook(client, json.dumps(payload).encode(), event="pull_request")
+    post_hook(client, push_payload("octo/project", "e" * 40))
+    post_hook(client, push_payload("octo/project", "f" * 40))
+    assert build(session, 1).status == "canceled"
+    assert build(session, 1).jobs[0].error == "canceled by auto-cancel: superseded by build #2"
+    assert build(session, 2).status == "queued"
+    # Pushes are not auto-canceled unless SLIPWAY_AUTO_CANCEL_PUSH is set.
+    assert (build(session, 3).status, build(session, 4).status) == ("queued", "queued")
