@@ -53,7 +53,7 @@ def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: in
         job_id=job.id, attempt=attempt, build_id=build.id, repo=repo.full_name,
         clone_url=repo.clone_url, sha=build.sha, ref=build.ref, event=build.event, env=env,
         default_image=settings.default_image, timeout_seconds=settings.job_timeout_seconds,
-        limits=settings.limits,
+        limits=settings.limits, log_limit_bytes=settings.log_limit_bytes,
     )
 
 

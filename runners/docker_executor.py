@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import logging
 import threading
+import time
 from typing import Callable
 
 import docker
@@ -28,6 +29,12 @@ LABEL_ATTEMPT = "slipway.attempt"
 #: installations sharing a Docker engine never sweep each other's containers.
 LABEL_INSTANCE = "slipway.instance"
 WORKSPACE = "/workspace"
+#: Builds install packages and run tests as root inside their container; these are
+#: the capabilities that needs. Everything else Docker grants by default (raw
+#: sockets, mknod, chroot, audit, file capabilities) is dropped.
+CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+                "NET_BIND_SERVICE"]
+OOM_EXIT_CODE = 137
 
 
 class DockerExecutor:
@@ -38,6 +45,8 @@ class DockerExecutor:
         self._owns_client = client is None
         self._container: Container | None = None
         self._killed = threading.Event()
+        self._memory = ""
+        self._step_started = 0.0
 
     @property
     def client(self) -> docker.DockerClient:
@@ -54,7 +63,7 @@ class DockerExecutor:
         volumes.update({host: {"bind": inside, "mode": "ro"}
                         for host, inside in environment.read_only_mounts.items()})
         limits = environment.limits
-        memory = limits.memory
+        memory = self._memory = limits.memory
         try:
             self._container = self.client.containers.run(
                 environment.image, ["sleep", str(environment.lifetime_seconds)],
@@ -62,6 +71,7 @@ class DockerExecutor:
                 environment=environment.env, working_dir=WORKSPACE, volumes=volumes,
                 mem_limit=memory, memswap_limit=memory, nano_cpus=int(limits.cpus * 1e9),
                 pids_limit=limits.pids, privileged=False, security_opt=["no-new-privileges"],
+                cap_drop=["ALL"], cap_add=CAPABILITIES,
                 network_mode="bridge",
             )
         except APIError as exc:
@@ -91,6 +101,7 @@ class DockerExecutor:
         if self._container is None or self._killed.is_set():
             return None
         api = self.client.api
+        self._step_started = time.time()
         try:
             exec_id = api.exec_create(self._container.id, ["sh", "-ec", script],
                                       workdir=WORKSPACE)["Id"]
@@ -114,6 +125,20 @@ class DockerExecutor:
                 return None
             raise ExecutorError(f"the Docker engine failed to run the step: "
                                 f"{getattr(exc, 'explanation', None) or exc}") from None
+
+    def diagnose(self, exit_code: int) -> str | None:
+        """Docker reports an out-of-memory kill as an ``oom`` event of the container."""
+        if exit_code != OOM_EXIT_CODE or self._container is None:
+            return None
+        events = self.client.events(since=f"{self._step_started:.9f}", until=f"{time.time():.9f}",
+                                    filters={"container": self._container.id, "event": "oom"},
+                                    decode=True)
+        try:
+            if any(True for _ in events):
+                return f"killed: out of memory (the job's limit is {self._memory})"
+        finally:
+            events.close()
+        return None
 
     def kill(self) -> None:
         self._killed.set()

@@ -57,6 +57,9 @@ class Executor(Protocol):
         Returns the exit code, or None when the step was killed.
         """
 
+    def diagnose(self, exit_code: int) -> str | None:
+        """Why the last step ended with ``exit_code``, when the executor knows (out of memory)."""
+
     def kill(self) -> None:
         """Stop whatever runs now; thread-safe."""
 

@@ -33,6 +33,8 @@ class Publisher:
         self.log_key = keys.log_stream(spec.job_id)
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
+        self._logged = 0
+        self._cut = False
 
     def claim(self) -> str | None:
         """Take the job's lease; returns why not when this attempt must not run."""
@@ -112,6 +114,19 @@ class Publisher:
         self.event(EventType.STEP_STARTED, step=index)
 
     def output(self, index: int, text: str) -> None:
+        """Send a step's output; past the job's log limit, output is counted, not sent."""
+        size = len(text.encode("utf-8", "replace"))
+        if self._logged + size > self.spec.log_limit_bytes:
+            if not self._cut:
+                self._cut = True
+                room = max(self.spec.log_limit_bytes - self._logged, 0)
+                if room:
+                    self.log(OUT, index, text.encode()[:room].decode("utf-8", "ignore"))
+                self.log(INFO, -1, f"the log was cut at {self.spec.log_limit_bytes // 1024} KiB; "
+                                   "the rest of the output is not kept")
+            self._logged += size
+            return
+        self._logged += size
         self.log(OUT, index, text)
 
     def finished(self, status: str, error: str | None) -> None:

@@ -174,7 +174,9 @@ class JobRun:
                 return status, self._kill_reason(timeout)
             if code != 0:
                 self._step_finished(index, Status.FAILED, code)
-                return Status.FAILED, f"step {step.name!r} exited with code {code}"
+                why = self.executor.diagnose(code)
+                return Status.FAILED, (f"step {step.name!r} exited with code {code}"
+                                       + (f" ({why})" if why else ""))
             self._step_finished(index, Status.PASSED, 0)
         return Status.PASSED, None
 

@@ -42,6 +42,8 @@ class JobSpec:
         timeout_seconds: the longest a job may run; ``.slipway.yml`` may ask for
             less, never more.
         limits: container resource limits.
+        log_limit_bytes: output beyond this is dropped (the log says so), so a
+            runaway step cannot fill Redis or the disk.
     """
 
     job_id: int
@@ -56,6 +58,7 @@ class JobSpec:
     default_image: str = "slipway/python:3.11"
     timeout_seconds: int = 3600
     limits: Limits = field(default_factory=Limits)
+    log_limit_bytes: int = 8 * 1024 * 1024
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
