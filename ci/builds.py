@@ -30,6 +30,11 @@ class Accepted:
     build: Build
     created: bool
     enqueued: bool
+    skipped: bool = False
+
+
+#: A commit message containing one of these records a skipped build and runs nothing.
+SKIP_MARKERS = ("[skip ci]", "[ci skip]")
 
 
 def accept(session: Session, redis: Redis, settings: Settings, repo: Repo,
@@ -38,10 +43,14 @@ def accept(session: Session, redis: Redis, settings: Settings, repo: Repo,
 
     A repeated delivery returns the build it made the first time, unchanged.
     """
+    marker = next((m for m in SKIP_MARKERS if m in trigger.message.lower()), None)
+    skip_reason = f"skipped: the commit message says {marker}" if marker else None
     try:
-        build = store.create_build(session, repo, trigger)
+        build = store.create_build(session, repo, trigger, skip_reason)
     except store.DuplicateDelivery as duplicate:
         return Accepted(build=duplicate.build, created=False, enqueued=False)
+    if skip_reason:
+        return Accepted(build=build, created=True, enqueued=False, skipped=True)
     enqueued = queue.enqueue_build(redis, settings, build)
     if enqueued and _auto_cancels(settings, build):
         try:

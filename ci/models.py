@@ -92,6 +92,9 @@ class Job(Base):
     build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
     number: Mapped[int]
     name: Mapped[str] = mapped_column(String(255), default="default")
+    #: The matrix cell, as JSON (``{"PYTHON": "3.12"}``); ``{}`` without a matrix.
+    cell: Mapped[str] = mapped_column(Text, default="{}")
+    allow_failure: Mapped[bool] = mapped_column(default=False)
     status: Mapped[Status] = mapped_column(String(20), default=Status.QUEUED)
     attempt: Mapped[int] = mapped_column(default=1)
     image: Mapped[str | None] = mapped_column(String(255))

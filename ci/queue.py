@@ -8,6 +8,7 @@ stopped renewing its lease and marks them errored.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -51,7 +52,8 @@ def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: in
     }
     return JobSpec(
         job_id=job.id, attempt=attempt, build_id=build.id, repo=repo.full_name,
-        clone_url=repo.clone_url, sha=build.sha, ref=build.ref, event=build.event, env=env,
+        clone_url=repo.clone_url, sha=build.sha, ref=build.ref, event=build.event,
+        branch=build.branch, plan=len(build.jobs) == 1, cell=json.loads(job.cell or "{}"), env=env,
         default_image=settings.default_image, timeout_seconds=settings.job_timeout_seconds,
         limits=settings.limits, log_limit_bytes=settings.log_limit_bytes,
     )
@@ -92,11 +94,16 @@ def enqueue_build(redis: Redis, settings: Settings, build: Build) -> bool:
     A failure loses nothing: the jobs stay queued in SQL and :func:`reconcile`
     enqueues them once Redis answers again.
     """
+    return enqueue_jobs(redis, settings, build,
+                        [job for job in build.jobs if job.status == Status.QUEUED])
+
+
+def enqueue_jobs(redis: Redis, settings: Settings, build: Build, jobs: list[Job]) -> bool:
+    """Enqueue ``jobs`` of a committed build; False when Redis is unreachable."""
     try:
-        for job in build.jobs:
-            if job.status == Status.QUEUED:
-                redis.delete(keys.cancel(job.id))
-                enqueue(redis, job_spec(settings, build.repo, build, job, job.attempt))
+        for job in jobs:
+            redis.delete(keys.cancel(job.id))
+            enqueue(redis, job_spec(settings, build.repo, build, job, job.attempt))
     except RedisError as exc:
         log.warning("build %s queued in the database; Redis unavailable (%s)", build.id, exc)
         return False

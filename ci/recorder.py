@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from redis import Redis
@@ -36,8 +37,16 @@ def _at(event: Event) -> datetime:
     return datetime.fromtimestamp(event.at, timezone.utc).replace(tzinfo=None)
 
 
-def apply_event(session: Session, event: Event) -> Job | None:
-    """Apply one event; returns its job, or None when the event is of an old attempt.
+@dataclass
+class Applied:
+    """What applying an event did: its job, and the jobs a build plan added."""
+
+    job: Job
+    added: list[Job] = field(default_factory=list)
+
+
+def apply_event(session: Session, event: Event) -> Applied | None:
+    """Apply one event; None when the event is of an old attempt (or an unknown job).
 
     Events for a job that is already finished (canceled while queued, say) change
     nothing, but the job is still returned so that its log gets archived.
@@ -45,18 +54,23 @@ def apply_event(session: Session, event: Event) -> Job | None:
     job = store.get_job(session, event.job_id)
     if job is None or job.attempt != event.attempt:
         return None
+    applied = Applied(job)
     if Status(job.status).finished:
-        return job
+        return applied
     data = event.data
     if event.type == EventType.JOB_STARTED:
         store.start_job(session, job, _at(event), str(data.get("runner", "")))
+    elif event.type == EventType.BUILD_PLANNED:
+        cells = [{str(k): str(v) for k, v in dict(cell).items()} for cell in data.get("cells", [])]
+        applied.added = store.plan_build(session, job, cells,
+                                         [bool(a) for a in data.get("allow_failures", [])])
     elif event.type == EventType.STEPS_PLANNED:
         store.plan_steps(session, job, [str(name) for name in data.get("steps", [])],
                          data.get("image"))
     elif event.type in (EventType.STEP_STARTED, EventType.STEP_FINISHED):
         step = store.step_of(job, int(data.get("step", -1)))
         if step is None:
-            return None
+            return applied
         if event.type == EventType.STEP_STARTED:
             step.status, step.started_at = Status.RUNNING, _at(event)
         else:
@@ -66,7 +80,7 @@ def apply_event(session: Session, event: Event) -> Job | None:
             step.started_at = step.started_at or step.finished_at
     elif event.type == EventType.JOB_FINISHED:
         store.finish_job(session, job, Status(data["status"]), _at(event), data.get("error"))
-    return job
+    return applied
 
 
 class Recorder:
@@ -107,10 +121,14 @@ class Recorder:
                 except (KeyError, ValueError) as exc:
                     log.error("dropping malformed event %s: %s", entry_id, exc)
                     continue
-                job = apply_event(session, event)
+                applied = apply_event(session, event)
                 session.commit()
-                if job is not None and event.type == EventType.JOB_FINISHED:
-                    finished.append(job.id)
+                if applied is None:
+                    continue
+                if applied.added:
+                    queue.enqueue_jobs(self.redis, self.settings, applied.job.build, applied.added)
+                if event.type == EventType.JOB_FINISHED:
+                    finished.append(applied.job.id)
         for job_id in finished:
             self._archive(job_id)
         if rows:

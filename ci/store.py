@@ -6,6 +6,7 @@ says so; callers decide the transaction. Only this module speaks SQL.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 
@@ -17,6 +18,7 @@ from ci.forges.types import Trigger
 from ci.models import Build, Job, Repo, Step, utcnow
 from ci.pipeline.status import Status, worst
 
+FAILURES = (Status.FAILED, Status.ERRORED)
 REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 #: Owners that would shadow Slipway's own URLs (``/api/…``, ``/hooks/…``, ``/static/…``).
 RESERVED_OWNERS = {"api", "hooks", "static"}
@@ -96,7 +98,8 @@ def list_repos(session: Session) -> list[tuple[Repo, Build | None]]:
 
 # Builds ----------------------------------------------------------------------------------
 
-def create_build(session: Session, repo: Repo, trigger: Trigger) -> Build:
+def create_build(session: Session, repo: Repo, trigger: Trigger,
+                 skip_reason: str | None = None) -> Build:
     """Insert a build with its first job and commit it.
 
     The build number comes from an atomic increment on the repo row, so concurrent
@@ -115,8 +118,9 @@ def create_build(session: Session, repo: Repo, trigger: Trigger) -> Build:
         .values(last_build_number=Repo.last_build_number + 1)
         .returning(Repo.last_build_number)
     )
+    status = Status.SKIPPED if skip_reason else Status.QUEUED
     build = Build(
-        repo_id=repo.id, number=number, status=Status.QUEUED, event=trigger.event,
+        repo_id=repo.id, number=number, status=status, event=trigger.event, error=skip_reason,
         ref=trigger.ref, branch=trigger.branch, tag=trigger.tag, pr_number=trigger.pr_number,
         sha=trigger.sha, message=trigger.message[:10_000], author=trigger.author[:255],
         compare_url=trigger.compare_url,
@@ -124,8 +128,8 @@ def create_build(session: Session, repo: Repo, trigger: Trigger) -> Build:
     )
     # Marked enqueued up front (one transaction per webhook); if the enqueue that
     # follows fails, the reconciler finds the job missing from Redis and retries.
-    build.jobs.append(Job(number=1, name="default", status=Status.QUEUED, attempt=1,
-                          enqueued_at=utcnow()))
+    build.jobs.append(Job(number=1, name="default", status=status, attempt=1,
+                          enqueued_at=None if skip_reason else utcnow(), error=skip_reason))
     session.add(build)
     try:
         session.commit()
@@ -160,10 +164,10 @@ def list_builds(session: Session, repo: Repo, page: int = 1,
 
 
 def latest_branch_build(session: Session, repo: Repo, branch: str) -> Build | None:
-    """The newest push or manual build of ``branch`` (pull requests do not count)."""
+    """The newest push or manual build of ``branch`` (pull requests and skips do not count)."""
     return session.scalar(
         select(Build).where(Build.repo_id == repo.id, Build.branch == branch,
-                            Build.event.in_(("push", "manual")))
+                            Build.event.in_(("push", "manual")), Build.status != Status.SKIPPED)
         .order_by(Build.number.desc()).limit(1)
     )
 
@@ -210,6 +214,30 @@ def plan_steps(session: Session, job: Job, names: list[str], image: str | None) 
             job.steps.append(Step(number=number, name=name[:255], status=Status.QUEUED))
 
 
+def plan_build(session: Session, job: Job, cells: list[dict[str, str]],
+               allow_failures: list[bool]) -> list[Job]:
+    """Give the planning job the first matrix cell and add a job per other cell.
+
+    Returns the jobs added (to be enqueued); none when the build was planned before.
+    """
+    build = job.build
+    if len(build.jobs) > 1 or not cells:
+        return []
+    job.cell, job.name = json.dumps(cells[0]), cell_label(cells[0])
+    job.allow_failure = bool(allow_failures[0]) if allow_failures else False
+    added = []
+    for number, (cell, allowed) in enumerate(zip(cells[1:], allow_failures[1:]), start=2):
+        added.append(Job(number=number, name=cell_label(cell), cell=json.dumps(cell),
+                         allow_failure=bool(allowed), status=Status.QUEUED, attempt=1,
+                         enqueued_at=utcnow()))
+    build.jobs.extend(added)
+    return added
+
+
+def cell_label(cell: dict[str, str]) -> str:
+    return " ".join(f"{key}={value}" for key, value in cell.items())[:255] or "default"
+
+
 def step_of(job: Job, index: int) -> Step | None:
     return next((step for step in job.steps if step.number == index + 1), None)
 
@@ -230,7 +258,9 @@ def finish_job(session: Session, job: Job, status: Status, at: datetime,
     build = job.build
     statuses = [Status(j.status) for j in build.jobs]
     if all(s.finished for s in statuses):
-        build.status = worst(statuses)
+        # A cell allowed to fail counts as passed for the build.
+        build.status = worst([Status.PASSED if j.allow_failure and s in FAILURES else s
+                              for j, s in zip(build.jobs, statuses)])
         build.finished_at = at
         build.started_at = build.started_at or at
         build.error = next((j.error for j in build.jobs if j.error), None)

@@ -1,10 +1,13 @@
-"""Runs a job's steps in one Docker container through the docker SDK.
+"""Runs a job's steps in Docker containers through the docker SDK.
 
-The container's main process is an idle ``sleep`` (under Docker's init) bounded by
-the job's lifetime; each step is an ``exec`` of ``sh -ec <script>`` in the shared
-workspace, so steps share files but each has its own exit code and output stream.
-Containers are never privileged, never see the Docker socket, and carry labels
-so that :func:`sweep_orphans` can remove what a dead runner left behind.
+The job container's main process is an idle ``sleep`` (under Docker's init),
+bounded by the job's lifetime; each step is an ``exec`` of ``sh -ec <script>`` in
+the shared workspace, so steps share files but each has its own exit code and
+output stream. A step with an image of its own runs in a second container with the
+same workspace. Services run beside them on a network private to the job, where
+they answer to their names. Containers are never privileged, never see the Docker
+socket, and carry labels so that :func:`sweep_orphans` can remove what a dead
+runner left behind.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
+from ci.pipeline.config import Service
 from runners.executor import ExecutorError, JobEnvironment
 
 log = logging.getLogger(__name__)
@@ -35,17 +39,24 @@ WORKSPACE = "/workspace"
 CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
                 "NET_BIND_SERVICE"]
 OOM_EXIT_CODE = 137
+SERVICE_LOG_BYTES = 64 * 1024
+READY_POLL_SECONDS = 0.25
 
 
 class DockerExecutor:
-    """One job's container. See :mod:`runners.executor` for the contract."""
+    """One job's containers. See :mod:`runners.executor` for the contract."""
 
     def __init__(self, client: docker.DockerClient | None = None) -> None:
         self._client = client
         self._owns_client = client is None
-        self._container: Container | None = None
+        self._environment: JobEnvironment | None = None
+        self._say: Callable[[str], None] = log.info
+        self._network: str | None = None
+        self._steps: dict[str, Container] = {}  # image -> container running steps
+        self._services: dict[str, Container] = {}
+        self._last: Container | None = None
+        self._lock = threading.Lock()
         self._killed = threading.Event()
-        self._memory = ""
         self._step_started = 0.0
 
     @property
@@ -58,29 +69,93 @@ class DockerExecutor:
         return self._client
 
     def setup(self, environment: JobEnvironment, say: Callable[[str], None]) -> None:
-        self._ensure_image(environment.image, say)
-        volumes = {str(environment.workspace): {"bind": WORKSPACE, "mode": "rw"}}
-        volumes.update({host: {"bind": inside, "mode": "ro"}
-                        for host, inside in environment.read_only_mounts.items()})
-        limits = environment.limits
-        memory = self._memory = limits.memory
+        self._environment, self._say = environment, say
+        for image in [environment.image] + [service.image for service in environment.services]:
+            self._ensure_image(image)
+        self._network = environment.name
         try:
-            self._container = self.client.containers.run(
-                environment.image, ["sleep", str(environment.lifetime_seconds)],
-                name=environment.name, detach=True, init=True, labels=environment.labels,
-                environment=environment.env, working_dir=WORKSPACE, volumes=volumes,
-                mem_limit=memory, memswap_limit=memory, nano_cpus=int(limits.cpus * 1e9),
-                pids_limit=limits.pids, privileged=False, security_opt=["no-new-privileges"],
-                cap_drop=["ALL"], cap_add=CAPABILITIES,
-                network_mode="bridge",
+            self.client.networks.create(environment.name, driver="bridge",
+                                        labels=environment.labels)
+        except APIError as exc:
+            raise ExecutorError(f"could not create the job's network: "
+                                f"{exc.explanation or exc}") from None
+        for service in environment.services:
+            self._start_service(service)
+        self._step_container(environment.image)
+        for service in environment.services:
+            self._wait_ready(service)
+
+    def _run(self, image: str, name: str, env: dict[str, str], command: list[str] | None,
+             aliases: list[str], mounts: bool) -> Container:
+        """Start one container of this job with the job's limits, labels and network."""
+        environment = self._environment
+        limits = environment.limits
+        volumes = {}
+        if mounts:
+            volumes = {str(environment.workspace): {"bind": WORKSPACE, "mode": "rw"}}
+            volumes.update({host: {"bind": inside, "mode": "ro"}
+                            for host, inside in environment.read_only_mounts.items()})
+        endpoint = self.client.api.create_endpoint_config(aliases=aliases) if aliases else None
+        try:
+            container = self.client.containers.run(
+                image, command, name=name, detach=True, init=True, labels=environment.labels,
+                environment=env, working_dir=WORKSPACE if mounts else None, volumes=volumes,
+                mem_limit=limits.memory, memswap_limit=limits.memory,
+                nano_cpus=int(limits.cpus * 1e9), pids_limit=limits.pids, privileged=False,
+                security_opt=["no-new-privileges"], cap_drop=["ALL"], cap_add=CAPABILITIES,
+                network=self._network,
+                networking_config={self._network: endpoint} if endpoint else None,
             )
         except APIError as exc:
-            raise ExecutorError(f"could not start a container from {environment.image}: "
+            raise ExecutorError(f"could not start a container from {image}: "
                                 f"{exc.explanation or exc}") from None
         if self._killed.is_set():
-            self.kill()
+            container.kill()
+        return container
 
-    def _ensure_image(self, image: str, say: Callable[[str], None]) -> None:
+    def _step_container(self, image: str) -> Container:
+        with self._lock:
+            if image not in self._steps:
+                if self._steps:
+                    self._ensure_image(image)
+                environment = self._environment
+                name = f"{environment.name}-{len(self._steps)}" if self._steps else environment.name
+                self._steps[image] = self._run(
+                    image, name, environment.env, ["sleep", str(environment.lifetime_seconds)],
+                    aliases=[], mounts=True)
+            return self._steps[image]
+
+    def _start_service(self, service: Service) -> None:
+        self._say(f"starting service {service.name} ({service.image})")
+        name = f"{self._environment.name}-{service.name}"
+        self._services[service.name] = self._run(service.image, name, service.env, None,
+                                                 aliases=[service.name], mounts=False)
+
+    def _wait_ready(self, service: Service) -> None:
+        """Poll the service's ``ready`` command (or that it keeps running) until a deadline."""
+        container = self._services[service.name]
+        deadline = time.monotonic() + service.ready_timeout_seconds
+        last = ""
+        while not self._killed.is_set():
+            container.reload()
+            if container.status not in ("created", "running"):
+                raise ExecutorError(f"service {service.name} stopped before it was ready "
+                                    f"({container.status}): {self._tail(container, 500)}")
+            if service.ready is None:
+                return
+            result = container.exec_run(["sh", "-c", service.ready])
+            if result.exit_code == 0:
+                self._say(f"service {service.name} is ready")
+                return
+            last = result.output.decode("utf-8", "replace").strip()[-300:]
+            if time.monotonic() > deadline:
+                raise ExecutorError(
+                    f"service {service.name} did not become ready within "
+                    f"{service.ready_timeout_seconds}s (`{service.ready}`"
+                    f"{': ' + last if last else ''})")
+            time.sleep(READY_POLL_SECONDS)
+
+    def _ensure_image(self, image: str) -> None:
         try:
             self.client.images.get(image)
             return
@@ -89,7 +164,7 @@ class DockerExecutor:
         except APIError as exc:
             raise ExecutorError(f"the Docker engine failed to look up {image}: "
                                 f"{exc.explanation or exc}") from None
-        say(f"pulling {image}")
+        self._say(f"pulling {image}")
         try:
             self.client.images.pull(image)
         except (APIError, DockerException) as exc:
@@ -97,14 +172,17 @@ class DockerExecutor:
             raise ExecutorError(f"image {image} not found locally and could not be pulled: "
                                 f"{reason}") from None
 
-    def run_step(self, script: str, on_output: Callable[[str], None]) -> int | None:
-        if self._container is None or self._killed.is_set():
+    def run_step(self, script: str, on_output: Callable[[str], None], image: str | None = None,
+                 env: dict[str, str] | None = None) -> int | None:
+        if self._environment is None or self._killed.is_set():
             return None
+        container = self._step_container(image or self._environment.image)
+        self._last = container
         api = self.client.api
         self._step_started = time.time()
         try:
-            exec_id = api.exec_create(self._container.id, ["sh", "-ec", script],
-                                      workdir=WORKSPACE)["Id"]
+            exec_id = api.exec_create(container.id, ["sh", "-ec", script], workdir=WORKSPACE,
+                                      environment=env or None)["Id"]
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             output = api.exec_start(exec_id, stream=True)
             try:
@@ -128,64 +206,95 @@ class DockerExecutor:
 
     def diagnose(self, exit_code: int) -> str | None:
         """Docker reports an out-of-memory kill as an ``oom`` event of the container."""
-        if exit_code != OOM_EXIT_CODE or self._container is None:
+        if exit_code != OOM_EXIT_CODE or self._last is None:
             return None
         events = self.client.events(since=f"{self._step_started:.9f}", until=f"{time.time():.9f}",
-                                    filters={"container": self._container.id, "event": "oom"},
+                                    filters={"container": self._last.id, "event": "oom"},
                                     decode=True)
         try:
             if any(True for _ in events):
-                return f"killed: out of memory (the job's limit is {self._memory})"
+                return f"killed: out of memory (the job's limit is {self._environment.limits.memory})"
         finally:
             events.close()
         return None
 
+    def service_logs(self) -> dict[str, str]:
+        return {name: self._tail(container, SERVICE_LOG_BYTES)
+                for name, container in self._services.items()}
+
+    @staticmethod
+    def _tail(container: Container, size: int) -> str:
+        try:
+            return container.logs(tail=1000)[-size:].decode("utf-8", "replace")
+        except (APIError, NotFound):
+            return ""
+
     def kill(self) -> None:
         self._killed.set()
-        container = self._container
-        if container is not None:
+        with self._lock:
+            containers = list(self._steps.values())
+        for container in containers:
             try:
                 container.kill()
             except (APIError, NotFound):
                 pass
 
     def destroy(self) -> None:
-        container, self._container = self._container, None
-        if container is not None:
+        with self._lock:
+            containers = list(self._steps.values()) + list(self._services.values())
+            self._steps, self._services, self._last = {}, {}, None
+        for container in containers:
             try:
                 container.remove(force=True)
             except NotFound:
                 pass
             except APIError as exc:
                 log.warning("could not remove container %s: %s", container.name, exc)
+        if self._network is not None:
+            _remove_network(self.client, self._network)
+            self._network = None
         if self._owns_client and self._client is not None:
             self._client.close()
             self._client = None
 
 
+def _remove_network(client: docker.DockerClient, name: str) -> None:
+    try:
+        client.networks.get(name).remove()
+    except NotFound:
+        pass
+    except APIError as exc:
+        log.warning("could not remove network %s: %s", name, exc)
+
+
 def sweep_orphans(client: docker.DockerClient, instance: str,
                   is_live: Callable[[int, int], bool]) -> list[str]:
-    """Remove this installation's job containers that no live runner holds.
+    """Remove this installation's job containers and networks that no live runner holds.
 
     Args:
         instance: the installation's :data:`LABEL_INSTANCE` value.
         is_live: tells whether (job id, attempt) is still owned by a runner.
 
     Returns:
-        The names of the removed containers.
+        The names of what was removed.
     """
+    def orphaned(labels: dict[str, str]) -> bool:
+        try:
+            return not is_live(int(labels[LABEL]), int(labels.get(LABEL_ATTEMPT, "0")))
+        except (KeyError, ValueError):
+            return False
+
     removed = []
     filters = {"label": [LABEL, f"{LABEL_INSTANCE}={instance}"]}
     for container in client.containers.list(all=True, filters=filters):
-        try:
-            job_id = int(container.labels[LABEL])
-            attempt = int(container.labels.get(LABEL_ATTEMPT, "0"))
-        except ValueError:
-            continue
-        if not is_live(job_id, attempt):
+        if orphaned(container.labels):
             try:
                 container.remove(force=True)
                 removed.append(container.name)
             except (APIError, NotFound):
                 pass
+    for network in client.networks.list(filters=filters):
+        if orphaned(network.attrs.get("Labels") or {}):
+            _remove_network(client, network.name)
+            removed.append(network.name)
     return removed

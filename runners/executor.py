@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
+from ci.pipeline.config import Service
 from ci.pipeline.spec import Limits
 
 
@@ -35,6 +36,8 @@ class JobEnvironment:
         limits: memory, CPU and process limits.
         lifetime_seconds: the container removes nothing by itself, but stops doing
             anything after this long even if no runner is left to stop it.
+        services: sidecar containers, reachable from the steps by their name on a
+            network private to the job, ready before the first step.
     """
 
     name: str
@@ -45,20 +48,30 @@ class JobEnvironment:
     labels: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     lifetime_seconds: int = 3600
+    services: tuple[Service, ...] = ()
 
 
 class Executor(Protocol):
     def setup(self, environment: JobEnvironment, say: Callable[[str], None]) -> None:
         """Prepare the job's container; raises :class:`ExecutorError` with a sentence."""
 
-    def run_step(self, script: str, on_output: Callable[[str], None]) -> int | None:
+    def run_step(self, script: str, on_output: Callable[[str], None], image: str | None = None,
+                 env: dict[str, str] | None = None) -> int | None:
         """Run ``script`` with ``sh -e`` in the workspace, streaming output as it comes.
 
-        Returns the exit code, or None when the step was killed.
+        Args:
+            image: run this step in another image (same workspace, limits and network).
+            env: variables for this step only, on top of the job's.
+
+        Returns:
+            The exit code, or None when the step was killed.
         """
 
     def diagnose(self, exit_code: int) -> str | None:
         """Why the last step ended with ``exit_code``, when the executor knows (out of memory)."""
+
+    def service_logs(self) -> dict[str, str]:
+        """Each service's output so far (its tail), by service name."""
 
     def kill(self) -> None:
         """Stop whatever runs now; thread-safe."""

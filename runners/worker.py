@@ -18,7 +18,18 @@ from typing import Any, Callable
 from redis import Redis
 from rq import get_current_job
 
-from ci.pipeline.config import CONFIG_FILE, ConfigError, Pipeline, parse_pipeline
+from ci.pipeline.config import (
+    CONFIG_FILE,
+    DEFAULT_PIPELINE_HELP,
+    ConfigError,
+    Pipeline,
+    allows_failure,
+    default_pipeline,
+    expand_matrix,
+    for_cell,
+    parse_pipeline,
+)
+from ci.pipeline.logformat import OUT, SERVICE_SECTIONS_START, STEP
 from ci.pipeline.spec import EventType, JobSpec
 from ci.pipeline.status import Status
 from runners.checkout import CheckoutError, MirrorCache
@@ -91,6 +102,8 @@ class JobRun:
             self.publisher.event(EventType.JOB_STARTED, runner=self.settings.name)
             mirror = self._checkout()
             pipeline = self._read_pipeline()
+            cell = self._plan(pipeline) if self.spec.plan else self.spec.cell
+            pipeline = for_cell(pipeline, cell)
             timeout = min(pipeline.timeout_seconds or self.spec.timeout_seconds,
                           self.spec.timeout_seconds)
             image = pipeline.image or self.spec.default_image
@@ -109,6 +122,7 @@ class JobRun:
         finally:
             if timer is not None:
                 timer.cancel()
+            self._publish_service_logs()
             self.executor.destroy()
             shutil.rmtree(self.workspace, ignore_errors=True)
             self.publisher.finished(status.value, error)
@@ -132,12 +146,28 @@ class JobRun:
     def _read_pipeline(self) -> Pipeline:
         path = self.workspace / CONFIG_FILE
         if not path.is_file():
-            raise JobFailed(Status.ERRORED, f"{CONFIG_FILE} not found at the repository root "
-                            f"of {self.spec.sha[:12]}; add one with an image and steps")
+            default = default_pipeline({entry.name for entry in self.workspace.iterdir()})
+            if default is None:
+                raise JobFailed(Status.ERRORED, f"{CONFIG_FILE} not found at the root of "
+                                f"{self.spec.sha[:12]}. {DEFAULT_PIPELINE_HELP}")
+            self.publisher.info(f"no {CONFIG_FILE}: using the default pipeline for a Python "
+                                "project (install, then pytest)")
+            return default
         try:
             return parse_pipeline(path.read_bytes())
         except ConfigError as exc:
             raise JobFailed(Status.ERRORED, str(exc)) from None
+
+    def _plan(self, pipeline: Pipeline) -> dict[str, str]:
+        """Decide whether the build runs and which cells it has; returns this job's cell."""
+        spec = self.spec
+        if not pipeline.when.matches(branch=spec.branch, event=spec.event):
+            raise JobFailed(Status.SKIPPED, f"skipped: the pipeline's `when` does not match "
+                            f"event {spec.event!r} on branch {spec.branch or '(none)'!r}")
+        cells = expand_matrix(pipeline)
+        self.publisher.event(EventType.BUILD_PLANNED, cells=cells,
+                             allow_failures=[allows_failure(pipeline, cell) for cell in cells])
+        return cells[0]
 
     def _setup(self, pipeline: Pipeline, image: str, mirror: Path, timeout: int) -> None:
         mounts = {str(mirror): str(mirror)}
@@ -152,7 +182,7 @@ class JobRun:
             image=image, env=env, workspace=self.workspace, read_only_mounts=mounts,
             labels={LABEL: str(self.spec.job_id), LABEL_ATTEMPT: str(self.spec.attempt),
                     LABEL_INSTANCE: self.settings.instance, "slipway.repo": self.spec.repo},
-            limits=self.spec.limits, lifetime_seconds=timeout + 60,
+            limits=self.spec.limits, lifetime_seconds=timeout + 60, services=pipeline.services,
         )
         try:
             self.executor.setup(environment, self.publisher.info)
@@ -160,25 +190,48 @@ class JobRun:
             raise JobFailed(Status.ERRORED, str(exc)) from None
 
     def _run_steps(self, pipeline: Pipeline, timeout: int) -> tuple[Status, str | None]:
+        """Run the steps in order; after a failure only steps that ask for it (``when:
+        status: [failure]``) run. Returns the job's status and its first error."""
+        status, error = Status.PASSED, None
         for index, step in enumerate(pipeline.steps):
+            failed = status == Status.FAILED
+            if not (step.when.matches(branch=self.spec.branch, event=self.spec.event)
+                    and step.when.runs_after(failed)):
+                self._step_finished(index, Status.SKIPPED, None)
+                continue
             self.publisher.step_started(index, step.name)
             try:
-                code = self.executor.run_step(step.run, lambda text, i=index:
-                                              self.publisher.output(i, text))
+                code = self.executor.run_step(
+                    step.run, lambda text, i=index: self.publisher.output(i, text),
+                    image=step.image, env=step.env)
             except ExecutorError as exc:
                 self._step_finished(index, Status.ERRORED, None)
                 return Status.ERRORED, str(exc)
             if code is None:
-                status = Status.CANCELED if self.canceled_by else Status.ERRORED
-                self._step_finished(index, status, None)
-                return status, self._kill_reason(timeout)
+                killed = Status.CANCELED if self.canceled_by else Status.ERRORED
+                self._step_finished(index, killed, None)
+                return killed, self._kill_reason(timeout)
             if code != 0:
                 self._step_finished(index, Status.FAILED, code)
                 why = self.executor.diagnose(code)
-                return Status.FAILED, (f"step {step.name!r} exited with code {code}"
-                                       + (f" ({why})" if why else ""))
+                if not failed:
+                    status, error = Status.FAILED, (f"step {step.name!r} exited with code {code}"
+                                                    + (f" ({why})" if why else ""))
+                continue
             self._step_finished(index, Status.PASSED, 0)
-        return Status.PASSED, None
+        return status, error
+
+    def _publish_service_logs(self) -> None:
+        """Services' output goes into the job's log, one section per service, after the steps."""
+        try:
+            service_logs = self.executor.service_logs()
+        except ExecutorError:
+            return
+        for number, (name, text) in enumerate(service_logs.items()):
+            section = SERVICE_SECTIONS_START - number
+            self.publisher.log(STEP, section, f"service {name}")
+            if text:
+                self.publisher.log(OUT, section, text)
 
     def _step_finished(self, index: int, status: Status, code: int | None) -> None:
         self.publisher.event(EventType.STEP_FINISHED, step=index, status=status.value,

@@ -1,143 +1,148 @@
 """Parse and lint ``.slipway.yml``, the pipeline a repository asks Slipway to run.
 
-The file is read as YAML *nodes* rather than loaded Python values, for two reasons:
-every problem can name the line it comes from, and anchors and aliases are measured
-before anything is expanded, so a small file cannot make the server build a huge
-object. Every problem found is raised together in one :class:`ConfigError`, so a
-user fixes the file in one push instead of one push per mistake.
+Every problem found is raised together in one :class:`ConfigError`, each with the line
+it comes from, so a user fixes the file in one push instead of one push per mistake.
+The parts live in their own modules — reading YAML safely in
+:mod:`~ci.pipeline.document`, the shared checks in :mod:`~ci.pipeline.lint`, ``matrix``
+in :mod:`~ci.pipeline.matrix`, ``when`` in :mod:`~ci.pipeline.when` — and every public
+name is importable from here. ``docs/pipeline.md`` describes the format for users.
 """
 
 from __future__ import annotations
 
-import difflib
+import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-CONFIG_FILE = ".slipway.yml"
-MAX_FILE_BYTES = 256 * 1024
-# Counted with every alias expanded: a "billion laughs" file is only a few lines long.
-MAX_NODES = 10_000
-# Far deeper than any real pipeline; keeps the recursive walks clear of Python's limit.
-MAX_DEPTH = 32
+from ci.pipeline.document import (
+    CONFIG_FILE,
+    EXAMPLE,
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_NODES,
+    STR,
+    ConfigError,
+    Problem,
+    kind,
+    quote,
+    read_document,
+    text,
+)
+from ci.pipeline.lint import Linter, parse_duration
+from ci.pipeline.matrix import (
+    MAX_CELLS,
+    Matrix,
+    allows_failure,
+    cell_name,
+    check_images,
+    expand_matrix,
+    for_cell,
+    lint_matrix,
+)
+from ci.pipeline.when import EVENTS, STATUSES, When, lint_when
+
+__all__ = [
+    "CONFIG_FILE", "DEFAULT_PIPELINE_HELP", "EVENTS", "MAX_CACHE_PATHS", "MAX_CELLS",
+    "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "MAX_SECRETS", "MAX_SERVICES", "MAX_STEPS",
+    "MAX_TIMEOUT_SECONDS", "STATUSES", "ConfigError", "Matrix", "Pipeline", "Problem",
+    "Service", "Step", "When", "allows_failure", "cell_name", "default_pipeline",
+    "expand_matrix", "for_cell", "parse_duration", "parse_pipeline",
+]
+
 MAX_STEPS = 200
 MAX_TIMEOUT_SECONDS = 24 * 3600
+MAX_SERVICES = 10
+MAX_READY_TIMEOUT_SECONDS = 600
+MAX_CACHE_PATHS = 20
+MAX_SECRETS = 50
 
-_TOP_LEVEL_KEYS = ("image", "env", "timeout", "steps")
-_STEP_KEYS = ("name", "run")
-_EXAMPLE = "`steps: [make test]`"
-_TOO_DEEP = (f"values are nested more than {MAX_DEPTH} levels deep (counting aliases, `*name`); "
-             "a pipeline needs only a few")
+_TOP_LEVEL_KEYS = ("image", "matrix", "env", "services", "cache", "when", "timeout", "steps")
+_STEP_KEYS = ("name", "run", "image", "env", "secrets", "when")
+_SERVICE_KEYS = ("image", "env", "ready", "ready_timeout")
+_SERVICE_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+_SECRET_RE = re.compile(r"[A-Z_][A-Z0-9_]*", re.ASCII)
 
-_TAG = "tag:yaml.org,2002:"
-_STR, _BOOL, _NULL = (_TAG + name for name in ("str", "bool", "null"))
-_KINDS = {_STR: "a string", _TAG + "int": "a number", _TAG + "float": "a number",
-          _BOOL: "a boolean", _NULL: "an empty value", _TAG + "timestamp": "a date"}
-
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DURATION_RE = re.compile(r"(\d{1,9})|(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?", re.ASCII)
-_SHELL_CHARS = frozenset(";|&$`<>()'\"\\")
-# Docker's reference grammar (distribution/reference) without IPv6 hosts:
-# [host[:port]/]path[/path...][:tag][@algorithm:hex]
-_IMAGE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMAGE_RE = re.compile(
-    rf"(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)?{_IMAGE_PATH}(?:/{_IMAGE_PATH})*"
-    r"(?::\w[\w.-]{0,127})?"
-    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
-    re.ASCII,
+# Shown as the job's error (the build page keeps its line breaks).
+DEFAULT_PIPELINE_HELP = (
+    f"there is no `{CONFIG_FILE}` at the repository root, and no `pyproject.toml`, "
+    "`setup.py` or `requirements.txt` to run the default Python pipeline for; add a "
+    f"`{CONFIG_FILE}` that lists the commands to run, for example:\n\n"
+    "steps:\n"
+    "  - name: test\n"
+    "    run: make test\n"
 )
+# Set rather than passed as --break-system-packages, which pip before 23.0.1 refuses.
+_PIP_ENV = {"PIP_BREAK_SYSTEM_PACKAGES": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+_ENSURE_PYTEST = "python3 -m pytest --version >/dev/null 2>&1 || python3 -m pip install pytest\n"
 
 
 @dataclass(frozen=True)
 class Step:
-    """One step of a pipeline: a shell script run with ``sh -e`` in the job container."""
+    """One step of a pipeline: a shell script run with ``sh -e`` in the job's workspace.
+
+    Attributes:
+        name: unique within the pipeline; defaults to the script's first command.
+        run: the shell script.
+        image: the image to run it in instead of the pipeline's (same workspace).
+        env: variables for this step only, over the pipeline's.
+        secrets: the names of the repository's secrets this step receives; no other
+            step sees them.
+        when: when the step runs; by default only while no earlier step failed.
+    """
 
     name: str
     run: str
+    image: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    when: When = field(default_factory=When)
+
+
+@dataclass(frozen=True)
+class Service:
+    """A sidecar container, reachable from the steps at the host name ``name``.
+
+    Attributes:
+        name: a DNS label, the key it was written under.
+        image: the image it runs; may hold ``${AXIS}`` until :func:`for_cell`.
+        env: its environment.
+        ready: a shell command run inside it until it exits 0; steps start after that,
+            or at once when ``None``.
+        ready_timeout_seconds: how long ``ready`` may take to succeed.
+    """
+
+    name: str
+    image: str
+    env: dict[str, str]
+    ready: str | None
+    ready_timeout_seconds: int = 60
 
 
 @dataclass(frozen=True)
 class Pipeline:
-    """A valid ``.slipway.yml``; ``None`` fields leave the choice to the runner's defaults."""
+    """A valid ``.slipway.yml``; ``None`` fields leave the choice to the runner's defaults.
+
+    Images and env values may hold ``${AXIS}``; :func:`for_cell` gives one job's copy.
+    """
 
     image: str | None
     env: dict[str, str]
     timeout_seconds: int | None
     steps: tuple[Step, ...]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a ``.slipway.yml``.
-
-    Attributes:
-        path: where in the document, e.g. ``steps[1].run`` or ``timeout``; ``""`` for
-            the whole file or the top level's keys.
-        line: the 1-based line in the file, when known.
-        message: what was found and what to write instead.
-    """
-
-    path: str
-    line: int | None
-    message: str
-
-    def describe(self, filename: str = CONFIG_FILE) -> str:
-        """The sentence shown on the build page, e.g. "`.slipway.yml` line 3, timeout: ..."."""
-        line = f" line {self.line}" if self.line is not None else ""
-        path = f", {self.path}" if self.path else ""
-        return f"`{filename}`{line}{path}: {self.message}"
-
-
-class ConfigError(ValueError):
-    """An invalid ``.slipway.yml``: the build errors with these problems instead of running.
-
-    ``str(error)`` is one sentence per problem, one per line.
-
-    Attributes:
-        problems: every problem found, in file order; those without a line last.
-        filename: the file name the messages refer to.
-    """
-
-    def __init__(self, problems: list[Problem], filename: str = CONFIG_FILE) -> None:
-        self.problems = sorted(problems, key=lambda p: (p.line is None, p.line or 0))
-        self.filename = filename
-        super().__init__("\n".join(p.describe(filename) for p in self.problems))
-
-
-def parse_duration(value: str | int) -> int:
-    """Turn a duration as users write it in ``.slipway.yml`` into seconds.
-
-    Args:
-        value: seconds as an int or digits (``90``, ``"90"``), or numbers with the
-            units ``h``, ``m`` and ``s`` in that order (``"10m"``, ``"1h30m"``).
-
-    Returns:
-        The duration in seconds; zero is allowed here, callers decide the range.
-
-    Raises:
-        ValueError: the value is negative or not in this form; the message says how
-            to write one.
-    """
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    match = _DURATION_RE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if match is None or not any(match.groups()):
-        raise ValueError(
-            f"{_quote(str(value))} is not a duration; write seconds like `90`, or numbers "
-            "with units h, m and s like `10m`, `1h30m` or `45s`"
-        )
-    plain, hours, minutes, seconds = (int(group or 0) for group in match.groups())
-    return plain + hours * 3600 + minutes * 60 + seconds
+    matrix: Matrix | None = None
+    services: tuple[Service, ...] = ()
+    cache: tuple[str, ...] = ()
+    when: When = field(default_factory=When)
 
 
 def parse_pipeline(text: str | bytes, filename: str = CONFIG_FILE) -> Pipeline:
     """Parse and check a ``.slipway.yml``.
 
-    Environment values are always strings: booleans become ``"true"``/``"false"`` and
-    numbers keep the text the user wrote, so ``PYTHON: 3.10`` stays ``"3.10"`` instead
-    of becoming the float ``3.1``.
+    Environment and matrix values are always strings: booleans become
+    ``"true"``/``"false"`` and numbers keep the text the user wrote, so ``PYTHON: 3.10``
+    stays ``"3.10"`` instead of becoming the float ``3.1``.
 
     Args:
         text: the file's contents; bytes must be UTF-8.
@@ -149,125 +154,35 @@ def parse_pipeline(text: str | bytes, filename: str = CONFIG_FILE) -> Pipeline:
     Raises:
         ConfigError: listing every problem found, each with its line when known.
     """
-    linter = _Linter()
-    pipeline = linter.pipeline(_compose(_decode(text, filename), filename))
+    linter = _PipelineLinter()
+    pipeline = linter.pipeline(read_document(text, filename))
     if linter.problems:
         raise ConfigError(linter.problems, filename)
     return pipeline
 
 
-def _fatal(filename: str, line: int | None, message: str) -> ConfigError:
-    """The error for a problem that stops the file from being read any further."""
-    return ConfigError([Problem("", line, message)], filename)
+def default_pipeline(files: set[str]) -> Pipeline | None:
+    """The pipeline for a repository without ``.slipway.yml``, judged by its root files.
 
+    A Python project (``pyproject.toml`` or ``setup.py``) is installed with its ``test``
+    extra when it has one; a ``requirements.txt`` alone is installed as it is. Either
+    way pytest is installed when missing, then ``python3 -m pytest -q`` runs.
 
-def _decode(text: str | bytes, filename: str) -> str:
-    """Check the file's size and encoding before YAML sees it."""
-    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
-    if size > MAX_FILE_BYTES:
-        raise _fatal(filename, None, (
-            f"the file is {-(-size // 1024)} KiB, more than the {MAX_FILE_BYTES // 1024} KiB "
-            "limit; move long scripts into files in the repository and run those from steps"
-        ))
-    if isinstance(text, str):
-        return text
-    try:
-        return text.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = text.count(b"\n", 0, err.start) + 1
-        message = f"the file is not UTF-8 (byte 0x{text[err.start]:02x}); save it as UTF-8"
-        raise _fatal(filename, line, message) from err
+    Args:
+        files: the names of the files at the repository root.
 
-
-def _compose(source: str, filename: str) -> Node:
-    """Read the file's one YAML document as nodes, refusing what cannot be a pipeline."""
-    loader = None
-    try:
-        loader = yaml.SafeLoader(source)
-        root = loader.get_node() if loader.check_node() else None
-        if root is not None and loader.check_node():
-            raise _fatal(filename, _line(loader.peek_event()), (
-                "a second YAML document starts here; Slipway reads one, so delete the `---` "
-                "and merge the two"
-            ))
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        column = f" at column {mark.column + 1}" if mark else ""
-        raise _fatal(filename, _line(mark), (
-            f"invalid YAML{column}: {err.problem}; check the indentation, and quote values "
-            "that contain `: ` or start with `*`, `&`, `!`, `[` or `{`"
-        )) from err
-    except yaml.reader.ReaderError as err:
-        line = source.count("\n", 0, err.position) + 1
-        message = f"contains the character U+{err.character:04X}, which YAML forbids; delete it"
-        raise _fatal(filename, line, message) from err
-    except RecursionError as err:
-        raise _fatal(filename, None, _TOO_DEEP) from err
-    finally:
-        if loader is not None:
-            loader.dispose()
-    if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL):
-        raise _fatal(filename, None, f"the file is empty; a minimal pipeline is {_EXAMPLE}")
-    if _measure(root, filename, {}, 0) > MAX_NODES:
-        raise _fatal(filename, None, (
-            f"the file expands to more than {MAX_NODES} values through anchors and aliases "
-            "(`&name`, `*name`); write the values out instead"
-        ))
-    return root
-
-
-def _measure(node: Node, filename: str, sizes: dict[int, int], depth: int) -> int:
-    """Count the nodes under ``node`` with aliases expanded, stopping early past MAX_NODES.
-
-    Each node is counted once and its size reused for every alias, so the work stays
-    linear in the file even when the expansion is exponential. An anchor used inside
-    its own value never finishes counting and is refused by the depth limit.
+    Returns:
+        The pipeline, or None when the repository is not a Python project; the runner
+        then shows :data:`DEFAULT_PIPELINE_HELP`.
     """
-    if id(node) in sizes:
-        return sizes[id(node)]
-    if depth > MAX_DEPTH:
-        raise _fatal(filename, _line(node), _TOO_DEEP)
-    children = [n for pair in node.value for n in pair] if isinstance(node, MappingNode) else (
-        node.value if isinstance(node, SequenceNode) else []
-    )
-    total = 1
-    for child in children:
-        total += _measure(child, filename, sizes, depth + 1)
-        if total > MAX_NODES:
-            break
-    sizes[id(node)] = total
-    return total
-
-
-def _line(marked: Node | yaml.Mark | yaml.events.Event | None) -> int | None:
-    """The 1-based line where a node or event starts, or where a mark points."""
-    if marked is None:
+    if "pyproject.toml" in files or "setup.py" in files:
+        install = "python3 -m pip install -e '.[test]' || python3 -m pip install -e .\n"
+    elif "requirements.txt" in files:
+        install = "python3 -m pip install -r requirements.txt\n"
+    else:
         return None
-    return (marked if isinstance(marked, yaml.Mark) else marked.start_mark).line + 1
-
-
-def _kind(node: Node) -> str:
-    """Name a node's type as a user would, for "found ..." in messages."""
-    if isinstance(node, MappingNode):
-        return "a mapping"
-    if isinstance(node, SequenceNode):
-        return "a list"
-    return _KINDS.get(node.tag, f"a value tagged `{node.tag}`")
-
-
-def _text(node: Node) -> str | None:
-    """The string a plain scalar stands for; None for collections, nulls and custom tags."""
-    if not isinstance(node, ScalarNode) or node.tag not in _KINDS or node.tag == _NULL:
-        return None
-    if node.tag == _BOOL:
-        return "true" if node.value.lower() in ("true", "yes", "on") else "false"
-    return node.value
-
-
-def _quote(text: str, limit: int = 40) -> str:
-    """A user's value in backticks on one line, shortened so it cannot flood a message."""
-    text = text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return f"`{text if len(text) <= limit else text[: limit - 1] + '…'}`"
+    steps = (Step("install", install + _ENSURE_PYTEST), Step("test", "python3 -m pytest -q"))
+    return Pipeline(image=None, env=dict(_PIP_ENV), timeout_seconds=None, steps=steps)
 
 
 def _derived_name(run: str) -> str:
@@ -276,117 +191,136 @@ def _derived_name(run: str) -> str:
     return first if len(first) <= 40 else first[:39] + "…"
 
 
-class _Linter:
-    """Walks the nodes of one document, collecting every problem instead of stopping at one."""
+def _secret_problem(name: str) -> str | None:
+    if _SECRET_RE.fullmatch(name):
+        return None
+    upper = name.upper()
+    hint = f"; write {quote(upper)}" if _SECRET_RE.fullmatch(upper) else ", e.g. `DEPLOY_TOKEN`"
+    return (f"{quote(name)} is not a secret name; secret names are upper-case letters, digits "
+            f"and `_`, not starting with a digit{hint}")
+
+
+def _cache_problem(path: str) -> str | None:
+    where = "the workspace, e.g. `.venv`, or in the home directory, e.g. `~/.cache/pip`"
+    inside = path.removeprefix("~/")
+    if not path.strip() or not path.isprintable():
+        return f"{quote(path)} is not a path; write one line naming a directory inside {where}"
+    if path.startswith("/"):
+        return f"{quote(path)} is an absolute path; a cache path is inside {where}"
+    if path in ("~", "~/"):
+        return f"{quote(path)} names a whole directory; name a directory inside {where}"
+    if path.startswith("~") and not path.startswith("~/"):
+        return f"{quote(path)} is not in your home directory; write `~/` and a path inside it"
+    if ".." in path.split("/"):
+        return f"{quote(path)} goes up a directory with `..`; a cache path stays inside {where}"
+    if posixpath.normpath(inside) == ".":
+        return f"{quote(path)} names a whole directory; name a directory inside {where}"
+    return None
+
+
+def _service_name_fix(name: str) -> str:
+    fixed = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63].rstrip("-")
+    return fixed or "db"
+
+
+class _PipelineLinter(Linter):
+    """Walks a whole ``.slipway.yml``; remembers each image to check it per matrix cell."""
 
     def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def report(self, path: str, where: Node | None, message: str) -> None:
-        """Record a problem at the line where ``where`` starts."""
-        self.problems.append(Problem(path, _line(where), message))
-
-    def mapping(
-        self, node: MappingNode, path: str, valid: tuple[str, ...] | None
-    ) -> dict[str, Node]:
-        """Values by key; reports keys that are repeated, not names, or not in ``valid``."""
-        values: dict[str, Node] = {}
-        seen: dict[str, Node] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, ScalarNode) else None
-            if key is None:
-                self.report(path, key_node, f"{_kind(key_node)} cannot be a key; write a name")
-            elif key in seen:
-                self.report(path, key_node, f"{_quote(key)} is given twice (also on line "
-                                            f"{_line(seen[key])}); keep one")
-            elif valid is None or key in valid:
-                values[key] = value_node
-                seen[key] = key_node
-            else:
-                close = difflib.get_close_matches(key, valid, n=1)
-                hint = f"did you mean `{close[0]}`?" if close else "valid keys are " + ", ".join(
-                    f"`{name}`" for name in valid)
-                self.report(path, key_node, f"{_quote(key)} is not a key; {hint}")
-        return values
+        super().__init__()
+        self.images: list[tuple[str, Node, str]] = []
 
     def pipeline(self, root: Node) -> Pipeline:
         """Check the top level and build the pipeline (meaningful only without problems)."""
         if not isinstance(root, MappingNode):
             self.report("", root, f"the top level must be a mapping with a `steps` key, found "
-                                  f"{_kind(root)}; for example {_EXAMPLE}")
+                                  f"{kind(root)}; for example {EXAMPLE}")
             return Pipeline(None, {}, None, ())
         keys = self.mapping(root, "", _TOP_LEVEL_KEYS)
         if "steps" not in keys:
-            self.report("steps", None, f"is missing; list the commands to run, e.g. {_EXAMPLE}")
-        return Pipeline(
-            image=self.image(keys["image"]) if "image" in keys else None,
-            env=self.env(keys["env"]) if "env" in keys else {},
-            timeout_seconds=self.timeout(keys["timeout"]) if "timeout" in keys else None,
+            self.report("steps", None, f"is missing; list the commands to run, e.g. {EXAMPLE}")
+        matrix, axes = lint_matrix(self, keys["matrix"]) if "matrix" in keys else (None, set())
+        pipeline = Pipeline(
+            image=self.template(keys["image"], "image") if "image" in keys else None,
+            env=self.env(keys["env"], "env") if "env" in keys else {},
+            timeout_seconds=(self.duration(keys["timeout"], "timeout", MAX_TIMEOUT_SECONDS,
+                                           "the server's default") if "timeout" in keys else None),
             steps=self.steps(keys["steps"]) if "steps" in keys else (),
+            matrix=matrix,
+            services=self.services(keys["services"]) if "services" in keys else (),
+            cache=self.cache(keys["cache"]) if "cache" in keys else (),
+            when=lint_when(self, keys["when"], "when", step=False) if "when" in keys else When(),
         )
+        check_images(self, matrix, axes, self.images)
+        return pipeline
 
-    def image(self, node: Node) -> str | None:
-        """The image reference, refused when it could smuggle anything into a command line."""
-        value = node.value if isinstance(node, ScalarNode) and node.tag == _STR else None
-        if value is None:
-            message = f"must be a string such as `python:3.12`, found {_kind(node)}"
-        elif not value.strip():
-            message = "is empty; name an image such as `python:3.12`, or remove `image`"
-        elif bad := next((c for c in value if c.isspace() or c in _SHELL_CHARS), None):
-            shown = "whitespace" if bad.isspace() else f"`{bad}`"
-            message = (f"{_quote(value)} contains {shown}, which an image reference cannot; "
-                       "write only the image, e.g. `python:3.12`")
-        elif not _IMAGE_RE.fullmatch(value):
-            message = (f"{_quote(value)} is not an image reference; write a lowercase "
-                       "`name:tag`, optionally after a registry, e.g. `ghcr.io/org/app:1.0`")
-        else:
-            return value
-        self.report("image", node, message)
-        return None
+    def template(self, node: Node, path: str) -> str | None:
+        """An image that may hold ``${AXIS}``, remembered for the per-cell check."""
+        image = self.image(node, path)
+        if image is not None:
+            self.images.append((path, node, image))
+        return image
 
-    def env(self, node: Node) -> dict[str, str]:
-        """Variables set for every step, as strings."""
+    def services(self, node: Node) -> tuple[Service, ...]:
+        """The sidecars, by name."""
+        example = "`services: {redis: {image: redis:7}}`"
         if not isinstance(node, MappingNode):
-            self.report("env", node, f"must be a mapping with one `NAME: value` per line, "
-                                     f"found {_kind(node)}")
-            return {}
-        env: dict[str, str] = {}
-        for name, value_node in self.mapping(node, "env", None).items():
-            value = _text(value_node)
-            if not _ENV_NAME_RE.fullmatch(name):
-                self.report("env", value_node, f"{_quote(name)} is not a valid variable name; use "
-                                               "letters, digits and `_`, not starting with a digit")
-            elif value is None:
-                hint = (f'write `{name}: ""` for an empty string' if value_node.tag == _NULL
-                        else "quote it to pass it as text")
-                self.report(f"env.{name}", value_node, f"must be a string, number or boolean, "
-                                                       f"found {_kind(value_node)}; {hint}")
-            else:
-                env[name] = value
-        return env
+            self.report("services", node, f"must be a mapping from service names to their "
+                                          f"settings, found {kind(node)}; write each as "
+                                          f"`name: {{image: ...}}`, e.g. {example}")
+            return ()
+        entries = self.mapping(node, "services", None)
+        if len(entries) > MAX_SERVICES:
+            self.report("services", node, f"has {len(entries)} services, more than the limit "
+                                          f"of {MAX_SERVICES}")
+        found = []
+        for name, value in entries.items():
+            service = self.service(name, value, f"services.{name}")
+            if service is not None:
+                found.append(service)
+        return tuple(found)
 
-    def timeout(self, node: Node) -> int | None:
-        """The job's time limit in seconds, more than zero and at most 24 hours."""
-        text = _text(node)
-        if text is None:
-            self.report("timeout", node, f"must be a duration such as `10m`, found {_kind(node)}")
+    def service(self, name: str, node: Node, path: str) -> Service | None:
+        """One sidecar; its name must work as a host name."""
+        if not _SERVICE_NAME_RE.fullmatch(name):
+            self.report(path, node, (
+                f"{quote(name)} is not a valid service name; steps reach a service at its name, "
+                "so it must be a DNS label: at most 63 lowercase letters, digits and `-`, not "
+                f"starting or ending with `-`, e.g. {quote(_service_name_fix(name))}"))
+        keys = self.keys(node, path, _SERVICE_KEYS, "`redis: {image: redis:7}`")
+        if keys is None:
             return None
-        try:
-            seconds = parse_duration(text)
-        except ValueError as err:
-            self.report("timeout", node, str(err))
-            return None
-        if 0 < seconds <= MAX_TIMEOUT_SECONDS:
-            return seconds
-        wrong = "must be more than zero" if seconds == 0 else "is more than the 24h limit"
-        self.report("timeout", node, f"{_quote(text)} {wrong}; write e.g. `30m`, or remove "
-                                     "`timeout` to use the server's default")
-        return None
+        if "image" not in keys:
+            self.report(f"{path}.image", node, "is missing; every service needs the `image` it "
+                                               "runs, e.g. `image: redis:7`")
+        if "ready_timeout" in keys and "ready" not in keys:
+            self.report(f"{path}.ready_timeout", keys["ready_timeout"], (
+                "has no effect without `ready`; add `ready:` with a command that succeeds once "
+                "the service is up, e.g. `pg_isready -U postgres`, or remove `ready_timeout`"))
+        image = self.template(keys["image"], f"{path}.image") if "image" in keys else None
+        service = Service(
+            name=name,
+            image=image or "",
+            env=self.env(keys["env"], f"{path}.env") if "env" in keys else {},
+            ready=self.script(keys["ready"], f"{path}.ready") if "ready" in keys else None,
+            ready_timeout_seconds=(self.duration(
+                keys["ready_timeout"], f"{path}.ready_timeout", MAX_READY_TIMEOUT_SECONDS,
+                "the default of 60s") if "ready_timeout" in keys else None) or 60,
+        )
+        return service if image else None
+
+    def cache(self, node: Node) -> tuple[str, ...]:
+        """Directories kept between builds, normalized (``./.venv/`` becomes ``.venv``)."""
+        paths = self.names(node, "cache", "`cache: [.venv, ~/.cache/pip]`", MAX_CACHE_PATHS,
+                           _cache_problem)
+        normal = (("~/" + posixpath.normpath(path[2:])) if path.startswith("~/")
+                  else posixpath.normpath(path) for path in paths)
+        return tuple(dict.fromkeys(normal))
 
     def steps(self, node: Node) -> tuple[Step, ...]:
         """Every valid step; also checks that step names are unique."""
         if not isinstance(node, SequenceNode):
-            self.report("steps", node, f"must be a list, found {_kind(node)}; start each step "
+            self.report("steps", node, f"must be a list, found {kind(node)}; start each step "
                                        "with `- `, e.g. `- run: make test`")
             return ()
         if not node.value:
@@ -394,6 +328,7 @@ class _Linter:
         if len(node.value) > MAX_STEPS:
             self.report("steps", node, f"has {len(node.value)} steps, more than the limit of "
                                        f"{MAX_STEPS}; combine commands into fewer steps")
+            return ()
         steps: list[Step] = []
         first_use: dict[str, tuple[str, Node]] = {}
         for index, item in enumerate(node.value):
@@ -406,53 +341,60 @@ class _Linter:
                 other, other_node = first_use[step.name]
                 fix = "rename one" if name_node else "give one of them a `name:`"
                 self.report(f"{path}.name" if name_node else path, name_node or item,
-                            f"{_quote(step.name)} is already the name of {other} (line "
-                            f"{_line(other_node)}); step names must be unique, so {fix}")
+                            f"{quote(step.name)} is already the name of {other} (line "
+                            f"{other_node.start_mark.line + 1}); step names must be unique, "
+                            f"so {fix}")
             first_use.setdefault(step.name, (path, name_node or item))
             steps.append(step)
         return tuple(steps)
 
     def step(self, node: Node, path: str) -> tuple[Step, Node | None] | None:
         """One step, and the node of its name when the name was written out."""
-        if isinstance(node, ScalarNode) and node.tag == _STR:
+        if isinstance(node, ScalarNode) and node.tag == STR:
             run = self.script(node, path)
             return (Step(_derived_name(run), run), None) if run else None
         if not isinstance(node, MappingNode):
             self.report(path, node, f"must be a shell command or a mapping with `run`, found "
-                                    f"{_kind(node)}; e.g. `- run: make test`")
+                                    f"{kind(node)}; e.g. `- run: make test`")
             return None
         keys = self.mapping(node, path, _STEP_KEYS)
+        before = len(self.problems)
         name = self.name(keys["name"], f"{path}.name") if "name" in keys else None
         if "run" not in keys:
             self.report(f"{path}.run", node, "is missing; every step needs `run:` with the "
                                              "shell commands to run")
-            return None
-        run = self.script(keys["run"], f"{path}.run")
-        if run is None or ("name" in keys and name is None):
-            return None
-        return Step(name or _derived_name(run), run), keys.get("name")
+        run = self.script(keys["run"], f"{path}.run") if "run" in keys else None
+        env = self.env(keys["env"], f"{path}.env") if "env" in keys else {}
+        secrets = self.secrets(keys["secrets"], f"{path}.secrets", env) if "secrets" in keys else ()
+        step = Step(
+            name=name or (_derived_name(run) if run else ""),
+            run=run or "",
+            image=self.template(keys["image"], f"{path}.image") if "image" in keys else None,
+            env=env,
+            secrets=secrets,
+            when=lint_when(self, keys["when"], f"{path}.when", step=True) if "when" in keys
+            else When(),
+        )
+        return None if len(self.problems) > before else (step, keys.get("name"))
+
+    def secrets(self, node: Node, path: str, env: dict[str, str]) -> tuple[str, ...]:
+        """The names of the secrets a step receives; none may also be set in its ``env``."""
+        names = self.names(node, path, "`secrets: [DEPLOY_TOKEN]`", MAX_SECRETS, _secret_problem)
+        for name in names:
+            if name in env:
+                self.report(path, node, f"{quote(name)} is also set in this step's `env`; "
+                                        "remove it from one of them")
+        return names
 
     def name(self, node: Node, path: str) -> str | None:
         """A step's written-out name: one non-empty line."""
-        text = _text(node)
-        if text is None:
-            self.report(path, node, f"must be a string, found {_kind(node)}")
-        elif not text.strip() or "\n" in text.strip():
+        value = text(node)
+        if value is None:
+            self.report(path, node, f"must be a string, found {kind(node)}")
+        elif not value.strip() or "\n" in value.strip():
             self.report(path, node, "must be one non-empty line, e.g. `test`; or remove `name` "
                                     "to name the step after its first command")
         else:
-            return text.strip()
+            return value.strip()
         return None
 
-    def script(self, node: Node, path: str) -> str | None:
-        """A step's shell script: a non-empty string."""
-        if not (isinstance(node, ScalarNode) and node.tag == _STR):
-            hint = ("put several commands in a block: `run: |`, then one command per line"
-                    if isinstance(node, SequenceNode) else "write the commands as text")
-            self.report(path, node, f"must be a string (a shell script), found {_kind(node)}; "
-                                    f"{hint}")
-        elif not node.value.strip():
-            self.report(path, node, "is empty; write the shell commands this step runs")
-        else:
-            return node.value
-        return None

@@ -232,6 +232,7 @@ def quote(value: str, limit: int = 40) -> str:
     return f"`{value if len(value) <= limit else value[: limit - 1] + '…'}`"
 
 
-def listing(values: tuple[str, ...] | list[str]) -> str:
-    """``a``, ``b`` and ``c`` as "`a`, `b`, `c`" for "valid ... are" hints."""
-    return ", ".join(quote(value) for value in values)
+def listing(values: tuple[str, ...] | list[str], limit: int = 10) -> str:
+    """Values as "`a`, `b`, `c`" for "valid ... are" hints; past ``limit``, a count."""
+    shown = ", ".join(quote(value) for value in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")

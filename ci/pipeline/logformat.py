@@ -6,6 +6,9 @@ Each Redis stream entry has a kind ``t`` and a payload ``d``:
 - ``out``: output of step ``s`` (stdout and stderr interleaved), UTF-8 text.
 - ``info``: a line from Slipway itself (cloning, pulling, errors); ``s`` is -1.
 - ``end``: the job finished; ``d`` is its status. Nothing follows it.
+
+Sections numbered :data:`SERVICE_SECTIONS_START` and below hold the output of the
+job's services (``step`` entry ``service NAME``), written after the steps ran.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STEP, OUT, INFO, END = "step", "out", "info", "end"
+SERVICE_SECTIONS_START = -2
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,9 @@ def to_text(entries: list[LogEntry]) -> str:
     """The plain-text log of ``entries``, as served at ``log.txt``."""
     parts: list[str] = []
     for entry in entries:
-        if entry.kind == STEP:
+        if entry.kind == STEP and entry.step <= SERVICE_SECTIONS_START:
+            parts.append(f"\n--- {entry.data} ---\n")
+        elif entry.kind == STEP:
             parts.append(f"\n--- step {entry.step + 1}: {entry.data} ---\n")
         elif entry.kind == OUT:
             parts.append(entry.data)

@@ -37,6 +37,11 @@ class JobSpec:
         sha: the exact commit to check out.
         ref: the git ref the build was triggered for (``refs/heads/main``).
         event: ``push``, ``tag``, ``pull_request`` or ``manual``.
+        branch: the branch ``when`` filters match (a pull request's base branch).
+        plan: this is the build's first job: it reads the pipeline, decides whether
+            the build runs at all and which matrix cells it has (reported as
+            ``build.planned``), and runs the first cell itself.
+        cell: the matrix cell this job runs (``{}`` without a matrix).
         env: variables Slipway sets for every step (``CI``, ``SLIPWAY_*``).
         default_image: image used when ``.slipway.yml`` names none.
         timeout_seconds: the longest a job may run; ``.slipway.yml`` may ask for
@@ -54,6 +59,9 @@ class JobSpec:
     sha: str
     ref: str
     event: str
+    branch: str | None = None
+    plan: bool = False
+    cell: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     default_image: str = "slipway/python:3.11"
     timeout_seconds: int = 3600
@@ -74,6 +82,7 @@ class EventType(str, Enum):
     """What a runner reports about a job, in the order it happens."""
 
     JOB_STARTED = "job.started"
+    BUILD_PLANNED = "build.planned"
     STEPS_PLANNED = "job.steps"
     STEP_STARTED = "step.started"
     STEP_FINISHED = "step.finished"
@@ -85,6 +94,8 @@ class Event:
     """One runner event. ``data`` depends on the type:
 
     - ``job.started``: ``runner`` (its name)
+    - ``build.planned``: ``cells`` (the matrix cells, this job's first) and
+      ``allow_failures`` (one boolean per cell)
     - ``job.steps``: ``steps`` (list of step names), ``image``
     - ``step.started``: ``step`` (0-based index)
     - ``step.finished``: ``step``, ``status``, ``exit_code``

@@ -39,6 +39,9 @@ def github_hook():
     if not accepted.created:
         return {"status": "duplicate", "reason": "this delivery was received before",
                 "build": {"id": build.id, "number": build.number, "url": url}}, 200
+    if accepted.skipped:
+        return {"status": "skipped", "reason": build.error,
+                "build": {"id": build.id, "number": build.number, "url": url}}, 200
     return ({"status": "accepted", "queued": accepted.enqueued,
              "build": {"id": build.id, "number": build.number, "url": url}},
             202, {"Location": url})
