@@ -13,6 +13,7 @@ Environment:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -33,6 +34,14 @@ IMAGES: dict[str, list[str]] = {
     "slipway/python:3.11": [
         "python3", "python3-pip", "python3-venv", "python3-pytest", "git", "ca-certificates",
     ],
+    # A service image: bookworm's Redis is 7.0.
+    "slipway/redis:7": ["redis-server"],
+}
+
+#: What a service image runs when started; build images keep ``/bin/sh``.
+COMMANDS: dict[str, list[str]] = {
+    "slipway/redis:7": ["redis-server", "--protected-mode", "no", "--bind", "0.0.0.0 ::",
+                        "--save", "", "--appendonly", "no"],
 }
 
 #: The Debian release images are built from.
@@ -43,7 +52,6 @@ SUITE = "bookworm"
 IMAGE_CHANGES = [
     "ENV LANG=C.UTF-8",
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    'CMD ["/bin/sh"]',
 ]
 
 #: How long a registry may take to start answering a pull before Slipway builds
@@ -268,7 +276,7 @@ def _import(client: docker.DockerClient, rootfs: Path, name: str) -> None:
         try:
             answer = client.api.import_image_from_stream(
                 _chunks(tar.stdout), repository=repository, tag=tag or "latest",
-                changes=IMAGE_CHANGES,
+                changes=[*IMAGE_CHANGES, f"CMD {json.dumps(COMMANDS.get(name, ['/bin/sh']))}"],
             )
         except (docker.errors.DockerException, OSError) as e:
             tar.kill()

@@ -148,8 +148,8 @@ class JobRun:
         if not path.is_file():
             default = default_pipeline({entry.name for entry in self.workspace.iterdir()})
             if default is None:
-                raise JobFailed(Status.ERRORED, f"{CONFIG_FILE} not found at the root of "
-                                f"{self.spec.sha[:12]}. {DEFAULT_PIPELINE_HELP}")
+                raise JobFailed(Status.ERRORED, f"commit {self.spec.sha[:12]}: "
+                                f"{DEFAULT_PIPELINE_HELP}")
             self.publisher.info(f"no {CONFIG_FILE}: using the default pipeline for a Python "
                                 "project (install, then pytest)")
             return default

@@ -108,7 +108,7 @@ def test_invalid_config_errors_with_the_message(
 def test_missing_config_errors(client, git_repo, registered, run_queue, session, docker_client):
     build = push_and_run(client, git_repo, run_queue, session, {"README.md": "hello\n"})
     assert build.status == "errored"
-    assert build.error.startswith(".slipway.yml not found")
+    assert build.error.startswith(f"commit {build.sha[:12]}: there is no `.slipway.yml`")
 
 
 def test_missing_image_errors_with_the_pull_failure(

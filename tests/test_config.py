@@ -1,18 +1,59 @@
 """Tests for the ``.slipway.yml`` parser and linter."""
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 
 from ci.pipeline.config import (
     CONFIG_FILE,
+    DEFAULT_PIPELINE_HELP,
     ConfigError,
+    Matrix,
     Pipeline,
     Problem,
+    Service,
     Step,
+    When,
+    default_pipeline,
     parse_duration,
     parse_pipeline,
 )
+
+# The example of docs/pipeline.md: every key at once.
+FULL = """\
+image: slipway/python:${PYTHON}
+matrix:
+  PYTHON: ["3.11", "3.12"]
+  DB: [sqlite, postgres]
+  exclude: [{PYTHON: "3.11", DB: postgres}]
+  include: [{PYTHON: "3.13", DB: sqlite}]
+  allow_failures: [{DB: postgres}]
+env: {PYTHONDONTWRITEBYTECODE: "1"}
+services:
+  redis: {image: slipway/redis:7}
+  postgres:
+    image: slipway/postgres:15
+    env: {POSTGRES_PASSWORD: test}
+    ready: pg_isready -U postgres
+    ready_timeout: 90s
+cache: [.venv, ~/.cache/pip]
+when: {branch: [main, "release/*"], event: [push, pull_request, tag, manual]}
+timeout: 20m
+steps:
+  - name: install
+    run: pip install -e .[test]
+  - name: test
+    image: slipway/python:3.12
+    run: pytest -q
+    env: {EXTRA: "1"}
+    when: {status: [success]}
+  - name: deploy
+    run: ./deploy.sh
+    secrets: [DEPLOY_TOKEN]
+    when: {branch: main, event: push}
+"""
 
 
 def problems_of(text: str | bytes) -> ConfigError:
@@ -115,10 +156,10 @@ def test_unknown_top_level_key_suggests_closest():
 
 
 def test_unknown_key_without_close_match_lists_valid_keys():
-    err = problems_of("steps: [make]\nservices: [redis]\n")
+    err = problems_of("steps: [make]\nartifacts: [dist]\n")
     assert str(err) == (
-        "`.slipway.yml` line 2: `services` is not a key; "
-        "valid keys are `image`, `env`, `timeout`, `steps`"
+        "`.slipway.yml` line 2: `artifacts` is not a key; valid keys are `image`, `matrix`, "
+        "`env`, `services`, `cache`, `when`, `timeout`, `steps`"
     )
 
 
@@ -301,3 +342,237 @@ def test_filename_appears_in_messages():
     assert info.value.filename == "ci.yml"
     assert CONFIG_FILE == ".slipway.yml"
     assert isinstance(info.value, ValueError)
+
+
+def test_every_key():
+    pipeline = parse_pipeline(FULL)
+    assert pipeline == Pipeline(
+        image="slipway/python:${PYTHON}",
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+        timeout_seconds=1200,
+        steps=(
+            Step("install", "pip install -e .[test]"),
+            Step("test", "pytest -q", image="slipway/python:3.12", env={"EXTRA": "1"},
+                 when=When(status=("success",))),
+            Step("deploy", "./deploy.sh", secrets=("DEPLOY_TOKEN",),
+                 when=When(branch=("main",), event=("push",))),
+        ),
+        matrix=Matrix(
+            axes={"PYTHON": ("3.11", "3.12"), "DB": ("sqlite", "postgres")},
+            exclude=({"PYTHON": "3.11", "DB": "postgres"},),
+            include=({"PYTHON": "3.13", "DB": "sqlite"},),
+            allow_failures=({"DB": "postgres"},),
+        ),
+        services=(
+            Service("redis", "slipway/redis:7", {}, None),
+            Service("postgres", "slipway/postgres:15", {"POSTGRES_PASSWORD": "test"},
+                    "pg_isready -U postgres", 90),
+        ),
+        cache=(".venv", "~/.cache/pip"),
+        when=When(branch=("main", "release/*"), event=("push", "pull_request", "tag", "manual")),
+    )
+
+
+def test_new_fields_default_to_nothing():
+    pipeline = parse_pipeline("steps: [make]\n")
+    assert (pipeline.matrix, pipeline.services, pipeline.cache, pipeline.when) == (
+        None, (), (), When())
+    (step,) = pipeline.steps
+    assert (step.image, step.env, step.secrets, step.when) == (None, {}, (), When())
+
+
+def test_unknown_keys_in_every_mapping_suggest_the_closest():
+    text = """\
+services:
+  db: {image: postgres, redy: pg_isready}
+steps:
+  - run: make
+    imgae: python
+    secret: [TOKEN]
+"""
+    assert [(p.path, p.line, p.message) for p in problems_of(text).problems] == [
+        ("services.db", 2, "`redy` is not a key; did you mean `ready`?"),
+        ("steps[0]", 5, "`imgae` is not a key; did you mean `image`?"),
+        ("steps[0]", 6, "`secret` is not a key; did you mean `secrets`?"),
+    ]
+
+
+def test_step_image_and_env_are_checked():
+    text = "steps:\n  - run: make\n    image: 'python 3'\n    env: {1X: a, OK: [b]}\n"
+    assert [(p.path, p.line) for p in problems_of(text).problems] == [
+        ("steps[0].image", 3), ("steps[0].env", 4), ("steps[0].env.OK", 4),
+    ]
+
+
+def test_secrets_single_name_is_a_list():
+    (step,) = parse_pipeline("steps:\n  - run: a\n    secrets: TOKEN\n").steps
+    assert step.secrets == ("TOKEN",)
+
+
+@pytest.mark.parametrize(("secrets", "message"), [
+    ("{TOKEN: x}", "must be a list, found a mapping; e.g. `secrets: [DEPLOY_TOKEN]`"),
+    ("[[TOKEN]]", "must be a string, found a list; e.g. `secrets: [DEPLOY_TOKEN]`"),
+    ("[deploy_token]", ("`deploy_token` is not a secret name; secret names are upper-case "
+                        "letters, digits and `_`, not starting with a digit; "
+                        "write `DEPLOY_TOKEN`")),
+    ("[1TOKEN]", ("`1TOKEN` is not a secret name; secret names are upper-case letters, digits "
+                  "and `_`, not starting with a digit, e.g. `DEPLOY_TOKEN`")),
+    ("[]", "is empty; list at least one, e.g. `secrets: [DEPLOY_TOKEN]`, or remove the key"),
+])
+def test_bad_secrets(secrets, message):
+    (problem,) = problems_of(f"steps:\n  - run: a\n    secrets: {secrets}\n").problems
+    assert problem.line == 3
+    assert problem.path.startswith("steps[0].secrets")
+    assert problem.message == message
+
+
+def test_secret_also_in_env():
+    err = problems_of("steps:\n  - run: a\n    env: {TOKEN: x}\n    secrets: [TOKEN]\n")
+    assert str(err) == ("`.slipway.yml` line 4, steps[0].secrets: `TOKEN` is also set in this "
+                        "step's `env`; remove it from one of them")
+
+
+def test_services():
+    text = "services:\n  db:\n    image: postgres:15\n    ready: pg_isready\n    env: {A: 1}\n"
+    (service,) = parse_pipeline(text + "steps: [make]\n").services
+    assert service == Service("db", "postgres:15", {"A": "1"}, "pg_isready", 60)
+
+
+def test_service_name_must_be_a_dns_label():
+    err = problems_of("services:\n  My_DB: {image: postgres}\nsteps: [make]\n")
+    assert str(err) == (
+        "`.slipway.yml` line 2, services.My_DB: `My_DB` is not a valid service name; steps "
+        "reach a service at its name, so it must be a DNS label: at most 63 lowercase letters, "
+        "digits and `-`, not starting or ending with `-`, e.g. `my-db`"
+    )
+
+
+@pytest.mark.parametrize("name", ["-db", "db-", "a" * 64, "db.local", "Redis"])
+def test_more_bad_service_names(name):
+    err = problems_of(f"services:\n  {name}: {{image: redis}}\nsteps: [make]\n")
+    assert "is not a valid service name" in str(err)
+
+
+def test_service_image_with_a_semicolon():
+    err = problems_of("services:\n  db: {image: 'postgres;rm -rf /'}\nsteps: [make]\n")
+    assert err.problems == [Problem(
+        "services.db.image", 2, "`postgres;rm -rf /` contains `;`, which an image reference "
+        "cannot; write only the image, e.g. `python:3.12`",
+    )]
+
+
+def test_service_problems():
+    text = """\
+services:
+  db: {env: {A: [1]}, ready_timeout: 2h}
+  cache: redis
+  web: {image: nginx, ready: "", ready_timeout: 0}
+steps: [make]
+"""
+    assert [(p.path, p.line) for p in problems_of(text).problems] == [
+        ("services.db.image", 2), ("services.db.ready_timeout", 2),
+        ("services.db.env.A", 2), ("services.db.ready_timeout", 2), ("services.cache", 3),
+        ("services.web.ready", 4), ("services.web.ready_timeout", 4),
+    ]
+    assert "has no effect without `ready`" in str(problems_of(text))
+    assert "`2h` is more than the 10m limit" in str(problems_of(text))
+
+
+def test_services_must_be_a_mapping():
+    err = problems_of("services: [redis]\nsteps: [make]\n")
+    assert "must be a mapping from service names to their settings, found a list" in str(err)
+
+
+def test_too_many_services():
+    services = "".join(f"  s{i}: {{image: redis}}\n" for i in range(11))
+    err = problems_of("services:\n" + services + "steps: [make]\n")
+    assert "has 11 services, more than the limit of 10" in str(err)
+
+
+def test_cache_paths_are_normalized():
+    text = "cache: [./.venv/, ~/.cache//pip, .venv, node_modules]\nsteps: [make]\n"
+    assert parse_pipeline(text).cache == (".venv", "~/.cache/pip", "node_modules")
+    assert parse_pipeline("cache: .venv\nsteps: [make]\n").cache == (".venv",)
+
+
+@pytest.mark.parametrize(("path", "found"), [
+    ("../x", "`../x` goes up a directory with `..`"),
+    ("a/../../b", "goes up a directory with `..`"),
+    ("/etc", ("`/etc` is an absolute path; a cache path is inside the workspace, e.g. `.venv`, "
+              "or in the home directory, e.g. `~/.cache/pip`")),
+    ("~root/.cache", "is not in your home directory; write `~/`"),
+    ("~/../x", "goes up a directory with `..`"),
+    (".", "names a whole directory"),
+    ("'~'", "names a whole directory"),
+    ("''", "is not a path"),
+    ("[a]", "must be a string, found a list"),
+])
+def test_bad_cache_paths(path, found):
+    (problem,) = problems_of(f"cache: [{path}]\nsteps: [make]\n").problems
+    assert (problem.path, problem.line) == ("cache[0]", 1)
+    assert found in problem.message
+
+
+def test_too_many_cache_paths():
+    err = problems_of("cache: [" + ", ".join(f"d{i}" for i in range(21)) + "]\nsteps: [make]\n")
+    assert "has 21 items, more than the limit of 20" in str(err)
+
+
+def test_ten_thousand_keys_are_refused_quickly():
+    for text in ("steps: [a]\n" + "".join(f"key{i}: {i}\n" for i in range(10_000)),
+                 "env:\n" + "".join(f"  K{i}: {i}\n" for i in range(10_000)) + "steps: [a]\n"):
+        started = time.monotonic()
+        err = problems_of(text)
+        assert time.monotonic() - started < 1
+        assert str(err) == (
+            "`.slipway.yml`: the file has more than 10000 values (keys, list items and "
+            "scalars); a pipeline needs a few hundred at most, so move data into files in "
+            "the repository"
+        )
+
+
+def test_many_unknown_keys_are_all_reported_quickly():
+    started = time.monotonic()
+    err = problems_of("steps: [a]\n" + "".join(f"key{i}: {i}\n" for i in range(4000)))
+    assert time.monotonic() - started < 1
+    assert len(err.problems) == 4000
+
+
+def test_default_pipeline_for_a_python_project():
+    for files in ({"pyproject.toml", "README.md"}, {"setup.py"},
+                  {"pyproject.toml", "requirements.txt"}):
+        pipeline = default_pipeline(files)
+        assert [step.name for step in pipeline.steps] == ["install", "test"]
+        assert pipeline.steps[0].run.startswith(
+            "python3 -m pip install -e '.[test]' || python3 -m pip install -e .\n")
+        assert "python3 -m pip install pytest" in pipeline.steps[0].run
+        assert pipeline.steps[1].run == "python3 -m pytest -q"
+        assert pipeline.env["PIP_BREAK_SYSTEM_PACKAGES"] == "1"
+        assert pipeline.image is None and pipeline.timeout_seconds is None
+
+
+def test_default_pipeline_for_requirements_only():
+    pipeline = default_pipeline({"requirements.txt", "main.py"})
+    assert pipeline.steps[0].run.startswith("python3 -m pip install -r requirements.txt\n")
+    assert pipeline.steps[1].run == "python3 -m pytest -q"
+
+
+def test_no_default_pipeline_for_other_projects():
+    assert default_pipeline({"package.json", "Makefile"}) is None
+    assert default_pipeline(set()) is None
+    assert DEFAULT_PIPELINE_HELP.startswith("there is no `.slipway.yml` at the repository root")
+    example = DEFAULT_PIPELINE_HELP.split("\n\n", 1)[1]
+    assert parse_pipeline(example).steps == (Step("test", "make test"),)
+
+
+def test_examples_in_the_docs():
+    doc = (Path(__file__).parent.parent / "docs" / "pipeline.md").read_text()
+    blocks = re.findall(r"```(\w*)\n(.*?)```", doc, re.DOTALL)
+    every_key = blocks[1][1]
+    assert parse_pipeline(every_key) == parse_pipeline(FULL.replace("90s", "60s"))
+    wrong, answer = blocks[2][1], blocks[3][1]
+    assert str(problems_of(wrong)) + "\n" == answer
+    for language, block in blocks:
+        if language == "yaml" and block != wrong:
+            text = block if "steps" in block else block + "steps: [make]\n"
+            parse_pipeline(text)

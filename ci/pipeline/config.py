@@ -45,10 +45,10 @@ from ci.pipeline.when import EVENTS, STATUSES, When, lint_when
 
 __all__ = [
     "CONFIG_FILE", "DEFAULT_PIPELINE_HELP", "EVENTS", "MAX_CACHE_PATHS", "MAX_CELLS",
-    "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "MAX_SECRETS", "MAX_SERVICES", "MAX_STEPS",
-    "MAX_TIMEOUT_SECONDS", "STATUSES", "ConfigError", "Matrix", "Pipeline", "Problem",
-    "Service", "Step", "When", "allows_failure", "cell_name", "default_pipeline",
-    "expand_matrix", "for_cell", "parse_duration", "parse_pipeline",
+    "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "MAX_READY_TIMEOUT_SECONDS", "MAX_SECRETS",
+    "MAX_SERVICES", "MAX_STEPS", "MAX_TIMEOUT_SECONDS", "STATUSES", "ConfigError", "Matrix",
+    "Pipeline", "Problem", "Service", "Step", "When", "allows_failure", "cell_name",
+    "default_pipeline", "expand_matrix", "for_cell", "parse_duration", "parse_pipeline",
 ]
 
 MAX_STEPS = 200
@@ -192,6 +192,7 @@ def _derived_name(run: str) -> str:
 
 
 def _secret_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a secret, or None."""
     if _SECRET_RE.fullmatch(name):
         return None
     upper = name.upper()
@@ -201,6 +202,7 @@ def _secret_problem(name: str) -> str | None:
 
 
 def _cache_problem(path: str) -> str | None:
+    """Why ``path`` cannot be cached, or None: it must stay in the workspace or in ``~``."""
     where = "the workspace, e.g. `.venv`, or in the home directory, e.g. `~/.cache/pip`"
     inside = path.removeprefix("~/")
     if not path.strip() or not path.isprintable():
@@ -219,6 +221,7 @@ def _cache_problem(path: str) -> str | None:
 
 
 def _service_name_fix(name: str) -> str:
+    """A DNS label close to ``name``, to suggest in the message."""
     fixed = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63].rstrip("-")
     return fixed or "db"
 
