@@ -105,6 +105,65 @@ def repo_remove(full_name: str) -> None:
     click.echo(f"removed {full_name}")
 
 
+# Secrets ---------------------------------------------------------------------------------
+
+@main.group()
+def secret() -> None:
+    """Secrets given to the steps that name them (push, tag and manual builds only)."""
+
+
+def _repo_or_fail(session: Session, full_name: str):
+    from ci import store
+
+    found = store.get_repo(session, full_name)
+    if found is None:
+        raise click.ClickException(f"{full_name} is not registered")
+    return found
+
+
+@secret.command("set")
+@click.argument("full_name")
+@click.argument("name")
+def secret_set(full_name: str, name: str) -> None:
+    """Set secret NAME of FULL_NAME to the value read from standard input."""
+    from ci import secrets, store
+
+    value = click.get_text_stream("stdin").read().rstrip("\n")
+    ctx = _context()
+    with ctx.sessions() as session:
+        try:
+            secrets.set_secret(session, ctx.settings, _repo_or_fail(session, full_name), name, value)
+        except store.StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"secret {name} of {full_name} set")
+
+
+@secret.command("list")
+@click.argument("full_name")
+def secret_list(full_name: str) -> None:
+    """List the names of FULL_NAME's secrets (never their values)."""
+    from ci import secrets
+
+    ctx = _context()
+    with ctx.sessions() as session:
+        for name in secrets.names(_repo_or_fail(session, full_name)):
+            click.echo(name)
+
+
+@secret.command("remove")
+@click.argument("full_name")
+@click.argument("name")
+def secret_remove(full_name: str, name: str) -> None:
+    """Remove secret NAME of FULL_NAME."""
+    from ci import secrets
+
+    ctx = _context()
+    with ctx.sessions() as session:
+        if not secrets.remove_secret(session, _repo_or_fail(session, full_name), name):
+            raise click.ClickException(f"{full_name} has no secret {name}")
+    click.echo(f"secret {name} of {full_name} removed")
+
+
 # Builds ----------------------------------------------------------------------------------
 
 @main.command()

@@ -39,6 +39,9 @@ class Repo(Base):
 
     builds: Mapped[list[Build]] = relationship(back_populates="repo", cascade="all, delete-orphan",
                                                passive_deletes=True)
+    secrets: Mapped[list[Secret]] = relationship(order_by="Secret.name",
+                                                 cascade="all, delete-orphan",
+                                                 passive_deletes=True)
 
     @property
     def owner(self) -> str:
@@ -71,6 +74,8 @@ class Build(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     author: Mapped[str] = mapped_column(String(255), default="")
     compare_url: Mapped[str | None] = mapped_column(Text)
+    #: A pull request from another repository: its builds never get secrets.
+    fork: Mapped[bool] = mapped_column(default=False)
     delivery: Mapped[str | None] = mapped_column(String(120), unique=True)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -109,6 +114,19 @@ class Job(Base):
     build: Mapped[Build] = relationship(back_populates="jobs")
     steps: Mapped[list[Step]] = relationship(back_populates="job", order_by="Step.number",
                                              cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Secret(Base):
+    """A named value for a repository's steps, stored encrypted (see ``ci.crypto``)."""
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("repo_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Step(Base):

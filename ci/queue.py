@@ -21,7 +21,7 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus
 from sqlalchemy.orm import Session
 
-from ci import store
+from ci import secrets, store
 from ci.models import Build, Job, Repo, utcnow
 from ci.pipeline import keys
 from ci.pipeline.spec import JobSpec
@@ -56,6 +56,8 @@ def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: in
         branch=build.branch, plan=len(build.jobs) == 1, cell=json.loads(job.cell or "{}"), env=env,
         default_image=settings.default_image, timeout_seconds=settings.job_timeout_seconds,
         limits=settings.limits, log_limit_bytes=settings.log_limit_bytes,
+        secrets=secrets.for_build(settings, repo, build),
+        secrets_withheld=secrets.withheld_reason(build),
     )
 
 

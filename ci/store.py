@@ -123,7 +123,7 @@ def create_build(session: Session, repo: Repo, trigger: Trigger,
         repo_id=repo.id, number=number, status=status, event=trigger.event, error=skip_reason,
         ref=trigger.ref, branch=trigger.branch, tag=trigger.tag, pr_number=trigger.pr_number,
         sha=trigger.sha, message=trigger.message[:10_000], author=trigger.author[:255],
-        compare_url=trigger.compare_url,
+        compare_url=trigger.compare_url, fork=trigger.fork,
         delivery=_delivery(repo, trigger) if trigger.delivery else None,
     )
     # Marked enqueued up front (one transaction per webhook); if the enqueue that

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from ci.pipeline import keys
 from ci.pipeline.logformat import END, INFO, OUT, STEP, LogEntry
+from ci.pipeline.masking import Masker
 from ci.pipeline.spec import Event, EventType, JobSpec
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Publisher:
         self._refresher: threading.Thread | None = None
         self._logged = 0
         self._cut = False
+        self._masker = Masker(list(spec.secrets.values()))
 
     def claim(self) -> str | None:
         """Take the job's lease; returns why not when this attempt must not run."""
@@ -114,7 +116,18 @@ class Publisher:
         self.event(EventType.STEP_STARTED, step=index)
 
     def output(self, index: int, text: str) -> None:
-        """Send a step's output; past the job's log limit, output is counted, not sent."""
+        """Send a step's output, secrets masked; past the job's log limit, count it only."""
+        text = self._masker.feed(text)
+        if text:
+            self._send_output(index, text)
+
+    def end_output(self, index: int) -> None:
+        """A step ended: send what the masker held back waiting for the next chunk."""
+        text = self._masker.flush()
+        if text:
+            self._send_output(index, text)
+
+    def _send_output(self, index: int, text: str) -> None:
         size = len(text.encode("utf-8", "replace"))
         if self._logged + size > self.spec.log_limit_bytes:
             if not self._cut:

@@ -23,6 +23,7 @@ from ci.pipeline.config import (
     DEFAULT_PIPELINE_HELP,
     ConfigError,
     Pipeline,
+    Step,
     allows_failure,
     default_pipeline,
     expand_matrix,
@@ -200,13 +201,22 @@ class JobRun:
                 self._step_finished(index, Status.SKIPPED, None)
                 continue
             self.publisher.step_started(index, step.name)
+            refusal = self._secrets_refusal(step)
+            if refusal:
+                self.publisher.info(refusal)
+                self._step_finished(index, Status.FAILED, None)
+                status, error = (status, error) if failed else (Status.FAILED, refusal)
+                continue
+            env = {**step.env, **{name: self.spec.secrets[name] for name in step.secrets}}
             try:
                 code = self.executor.run_step(
                     step.run, lambda text, i=index: self.publisher.output(i, text),
-                    image=step.image, env=step.env)
+                    image=step.image, env=env)
             except ExecutorError as exc:
                 self._step_finished(index, Status.ERRORED, None)
                 return Status.ERRORED, str(exc)
+            finally:
+                self.publisher.end_output(index)
             if code is None:
                 killed = Status.CANCELED if self.canceled_by else Status.ERRORED
                 self._step_finished(index, killed, None)
@@ -220,6 +230,20 @@ class JobRun:
                 continue
             self._step_finished(index, Status.PASSED, 0)
         return status, error
+
+    def _secrets_refusal(self, step: Step) -> str | None:
+        """Why ``step`` cannot have the secrets it names, or None when it can."""
+        if not step.secrets:
+            return None
+        wanted = ", ".join(step.secrets)
+        if self.spec.secrets_withheld:
+            return f"step {step.name!r} needs {wanted}: {self.spec.secrets_withheld}"
+        missing = [name for name in step.secrets if name not in self.spec.secrets]
+        if missing:
+            return (f"step {step.name!r} needs {', '.join(missing)}, which this repository "
+                    f"does not have; set it with `slipway secret set {self.spec.repo} "
+                    f"{missing[0]}`")
+        return None
 
     def _publish_service_logs(self) -> None:
         """Services' output goes into the job's log, one section per service, after the steps."""

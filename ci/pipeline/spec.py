@@ -49,6 +49,10 @@ class JobSpec:
         limits: container resource limits.
         log_limit_bytes: output beyond this is dropped (the log says so), so a
             runaway step cannot fill Redis or the disk.
+        secrets: the repository's secrets, for a trusted build only; each step gets
+            the ones it names, and their values are masked in the log.
+        secrets_withheld: why this build has no secrets (a step naming one fails
+            with this sentence), or None.
     """
 
     job_id: int
@@ -67,6 +71,8 @@ class JobSpec:
     timeout_seconds: int = 3600
     limits: Limits = field(default_factory=Limits)
     log_limit_bytes: int = 8 * 1024 * 1024
+    secrets: dict[str, str] = field(default_factory=dict)
+    secrets_withheld: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

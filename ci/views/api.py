@@ -6,7 +6,7 @@ import hmac
 
 from flask import Blueprint, abort, request
 
-from ci import builds, store
+from ci import builds, secrets, store
 from ci.resources import redis, session, settings, write_session
 from ci.views.lookup import build_or_404, repo_or_404
 from ci.views.present import build_json, repo_json
@@ -96,3 +96,32 @@ def rerun_failed(owner: str, name: str, number: int):
         abort(409, description=str(exc))
     return {"rerun_jobs": count,
             "build": build_json(found, settings().base_url, repo, with_jobs=True)}, 202
+
+
+@bp.get("/repos/<owner>/<name>/secrets")
+def list_secrets(owner: str, name: str):
+    _require_token()
+    return {"secrets": secrets.names(repo_or_404(owner, name))}
+
+
+@bp.put("/repos/<owner>/<name>/secrets/<secret_name>")
+def put_secret(owner: str, name: str, secret_name: str):
+    _require_token()
+    repo = store.get_repo(write_session(), f"{owner}/{name}") or repo_or_404(owner, name)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("value"), str):
+        abort(400, description='send a JSON object {"value": "..."}')
+    try:
+        secrets.set_secret(write_session(), settings(), repo, secret_name, body["value"])
+    except store.StoreError as exc:
+        abort(400, description=str(exc))
+    return {"secrets": secrets.names(repo)}, 200
+
+
+@bp.delete("/repos/<owner>/<name>/secrets/<secret_name>")
+def delete_secret(owner: str, name: str, secret_name: str):
+    _require_token()
+    repo = store.get_repo(write_session(), f"{owner}/{name}") or repo_or_404(owner, name)
+    if not secrets.remove_secret(write_session(), repo, secret_name):
+        abort(404, description=f"{repo.full_name} has no secret {secret_name}")
+    return {"secrets": secrets.names(repo)}, 200

@@ -1,0 +1,79 @@
+"""Build secrets: set, list and remove them, and decide which builds may have them.
+
+Values are encrypted at rest (``ci.crypto``) and leave the server only inside the
+job payload of a trusted build (a push, a tag or a manual run); the runner gives
+each step only the secrets it names and masks their values in the log.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from ci import crypto
+from ci.models import Build, Repo, Secret, utcnow
+from ci.settings import Settings
+from ci.store import StoreError
+
+NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,99}")
+MAX_VALUE_BYTES = 64 * 1024
+TRUSTED_EVENTS = ("push", "tag", "manual")
+
+
+@lru_cache(maxsize=8)
+def _key(configured: str, data_dir: Path) -> bytes:
+    return crypto.load_key(configured, data_dir)
+
+
+def key(settings: Settings) -> bytes:
+    return _key(settings.encryption_key, settings.data_dir)
+
+
+def set_secret(session: Session, settings: Settings, repo: Repo, name: str, value: str) -> None:
+    """Create or replace a secret and commit."""
+    if not NAME.fullmatch(name):
+        raise StoreError(f"{name!r} is not a secret name; use upper-case letters, digits and "
+                         "`_`, not starting with a digit, e.g. DEPLOY_TOKEN")
+    if not value:
+        raise StoreError(f"the value of {name} is empty; give it on standard input")
+    if len(value.encode()) > MAX_VALUE_BYTES:
+        raise StoreError(f"the value of {name} is larger than {MAX_VALUE_BYTES // 1024} KiB")
+    encrypted = crypto.encrypt(key(settings), value)
+    existing = next((secret for secret in repo.secrets if secret.name == name), None)
+    if existing is None:
+        repo.secrets.append(Secret(name=name, value=encrypted))
+    else:
+        existing.value, existing.updated_at = encrypted, utcnow()
+    session.commit()
+
+
+def remove_secret(session: Session, repo: Repo, name: str) -> bool:
+    existing = next((secret for secret in repo.secrets if secret.name == name), None)
+    if existing is None:
+        return False
+    repo.secrets.remove(existing)
+    session.commit()
+    return True
+
+
+def names(repo: Repo) -> list[str]:
+    return [secret.name for secret in repo.secrets]
+
+
+def withheld_reason(build: Build) -> str | None:
+    """Why ``build`` gets no secrets, or None when it may have them."""
+    if build.fork:
+        return "secrets are never given to pull requests from forks"
+    if build.event not in TRUSTED_EVENTS:
+        return f"secrets are only given to {', '.join(TRUSTED_EVENTS)} builds, not {build.event}"
+    return None
+
+
+def for_build(settings: Settings, repo: Repo, build: Build) -> dict[str, str]:
+    """The decrypted secrets a trusted build's jobs carry; empty for any other build."""
+    if withheld_reason(build) or not repo.secrets:
+        return {}
+    return {secret.name: crypto.decrypt(key(settings), secret.value) for secret in repo.secrets}
