@@ -14,7 +14,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from ci import logs, queue, store
+from ci import logs, queue, statuses, store
 from ci.forges.types import Trigger
 from ci.models import Build, Repo, utcnow
 from ci.pipeline.status import Status
@@ -52,6 +52,7 @@ def accept(session: Session, redis: Redis, settings: Settings, repo: Repo,
     if skip_reason:
         return Accepted(build=build, created=True, enqueued=False, skipped=True)
     enqueued = queue.enqueue_build(redis, settings, build)
+    statuses.report_build(redis, build)
     if enqueued and _auto_cancels(settings, build):
         try:
             for older in store.superseded_builds(session, build):
@@ -110,6 +111,8 @@ def cancel(session: Session, redis: Redis, build: Build, who: str) -> int:
             store.finish_job(session, job, Status.CANCELED, utcnow(), f"canceled by {who}")
         count += 1
     session.commit()
+    # Jobs canceled while queued send no runner event; their statuses go out from here.
+    statuses.report_build(redis, build)
     return count
 
 
@@ -119,7 +122,8 @@ def restart(session: Session, redis: Redis, settings: Settings, build: Build) ->
         raise store.StoreError(f"build #{build.number} is still {build.status}; cancel it first")
     again = Trigger(repo=build.repo.full_name, event=build.event, ref=build.ref, sha=build.sha,
                     branch=build.branch, tag=build.tag, pr_number=build.pr_number,
-                    message=build.message, author=build.author, compare_url=build.compare_url)
+                    message=build.message, author=build.author, compare_url=build.compare_url,
+                    fork=build.fork)
     return accept(session, redis, settings, build.repo, again)
 
 

@@ -16,6 +16,7 @@ import click
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from ci.forges import FORGES
 from ci.settings import Settings, SettingsError, load_settings
 
 
@@ -55,26 +56,67 @@ def repo() -> None:
     """Register, list and remove repositories."""
 
 
+API_URL_HELP = ("The forge's API base URL, for commit statuses: https://HOST/api/v3 for "
+                "GitHub Enterprise, https://HOST/api/v4 for GitLab, https://HOST/api/v1 for "
+                "Gitea, Forgejo and Gogs (which have no default).")
+
+
 @repo.command("add")
 @click.argument("full_name")
-@click.option("--forge", type=click.Choice(["github"]), default="github", show_default=True)
+@click.option("--forge", type=click.Choice(list(FORGES)), default="github", show_default=True,
+              help="Forgejo and Gogs repositories are gitea.")
 @click.option("--clone-url", required=True, help="https, ssh, file:// URL or a local path.")
 @click.option("--secret", required=True, help="The webhook secret configured on the forge.")
 @click.option("--default-branch", default="main", show_default=True)
-def repo_add(full_name: str, forge: str, clone_url: str, secret: str, default_branch: str) -> None:
+@click.option("--token-stdin", is_flag=True,
+              help="Read a forge API token from standard input; commit statuses need one.")
+@click.option("--api-url", help=API_URL_HELP)
+def repo_add(full_name: str, forge: str, clone_url: str, secret: str, default_branch: str,
+             token_stdin: bool, api_url: str | None) -> None:
     """Register FULL_NAME (OWNER/NAME) so its webhooks start builds."""
-    from ci import store
+    from ci import statuses, store
 
+    token = _read_token() if token_stdin else None
     ctx = _context()
     with ctx.sessions() as session:
         try:
-            store.add_repo(session, full_name, forge, clone_url, secret, default_branch)
+            if api_url is not None:
+                statuses.validate_api_url(api_url)
+            added = store.add_repo(session, full_name, forge, clone_url, secret, default_branch)
+            if token is not None or api_url is not None:
+                statuses.set_forge_access(session, ctx.settings, added, token, api_url)
         except store.StoreError as exc:
             raise click.ClickException(str(exc)) from None
+        missing = statuses.missing_access(added)
     base = ctx.settings.base_url
     click.echo(f"registered {full_name}\n  webhook URL: {base}/hooks/{forge} "
                f"(content type application/json, the secret you gave)\n"
-               f"  badge:       {base}/{full_name}/badge.svg")
+               f"  badge:       {base}/{full_name}/badge.svg\n"
+               f"  statuses:    {'reported' if missing is None else 'not reported: ' + missing}")
+
+
+def _read_token() -> str:
+    return click.get_text_stream("stdin").read().strip()
+
+
+@repo.command("set-token")
+@click.argument("full_name")
+@click.option("--api-url", help=API_URL_HELP)
+def repo_set_token(full_name: str, api_url: str | None) -> None:
+    """Set the forge API token of FULL_NAME, read from standard input, for commit statuses."""
+    from ci import statuses, store
+
+    token = _read_token()
+    ctx = _context()
+    with ctx.sessions() as session:
+        found = _repo_or_fail(session, full_name)
+        try:
+            statuses.set_forge_access(session, ctx.settings, found, token, api_url)
+        except store.StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+        missing = statuses.missing_access(found)
+    click.echo(f"forge token of {full_name} set; commit statuses "
+               f"{'will be reported' if missing is None else 'still not reported: ' + missing}")
 
 
 @repo.command("list")
@@ -248,6 +290,20 @@ def recorder() -> None:
     ctx = _context()
     click.echo("recorder: waiting for runner events")
     Recorder(ctx.sessions, ctx.redis, ctx.settings).run_forever()
+
+
+@main.command()
+def reporter() -> None:
+    """Report commit statuses to the forges (run one or more; each sends one at a time)."""
+    from rq import Queue, SimpleWorker
+
+    from ci.pipeline import keys
+
+    ctx = _context()
+    click.echo("reporter: sending commit statuses")
+    queue = Queue(keys.STATUS_QUEUE, connection=ctx.redis)
+    # The scheduler puts a report whose forge failed back in the queue after its backoff.
+    SimpleWorker([queue], connection=ctx.redis).work(with_scheduler=True, logging_level="INFO")
 
 
 @main.command()

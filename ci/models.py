@@ -34,6 +34,10 @@ class Repo(Base):
     clone_url: Mapped[str] = mapped_column(Text)
     webhook_secret: Mapped[str] = mapped_column(Text)
     default_branch: Mapped[str] = mapped_column(String(255), default="main")
+    #: The token commit statuses are reported with, encrypted (``ci.crypto``); None: no reports.
+    forge_token: Mapped[str | None] = mapped_column(Text)
+    #: The forge's API base URL when not the forge's default (GitHub Enterprise, own GitLab, Gitea).
+    api_url: Mapped[str | None] = mapped_column(Text)
     last_build_number: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -53,7 +53,7 @@ def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: in
     return JobSpec(
         job_id=job.id, attempt=attempt, build_id=build.id, repo=repo.full_name,
         clone_url=repo.clone_url, sha=build.sha, ref=build.ref, event=build.event,
-        branch=build.branch, plan=len(build.jobs) == 1, cell=json.loads(job.cell or "{}"), env=env,
+        branch=build.branch, default_branch=repo.default_branch, plan=len(build.jobs) == 1, cell=json.loads(job.cell or "{}"), env=env,
         default_image=settings.default_image, timeout_seconds=settings.job_timeout_seconds,
         limits=settings.limits, log_limit_bytes=settings.log_limit_bytes,
         secrets=secrets.for_build(settings, repo, build),

@@ -2,10 +2,10 @@
 
 Runners never touch SQL; they append events to one Redis stream. The recorder
 reads it as a consumer group (so nothing is lost while it restarts), applies each
-event in one transaction, acknowledges it, archives a job's log when the job
-ends, and between batches runs the reconciler. Events of an attempt that is no
-longer current, or for a job already finished, are ignored: applying an event
-twice changes nothing.
+event in one transaction, acknowledges it, has the job's commit statuses
+reported (``ci.statuses``), archives a job's log when the job ends, and between
+batches runs the reconciler. Events of an attempt that is no longer current, or
+for a job already finished, are ignored: applying an event twice changes nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ci import logs, queue, store
+from ci import logs, queue, statuses, store
 from ci.models import Job
 from ci.pipeline import keys
 from ci.pipeline.logformat import END, LogEntry
@@ -127,6 +127,8 @@ class Recorder:
                     continue
                 if applied.added:
                     queue.enqueue_jobs(self.redis, self.settings, applied.job.build, applied.added)
+                if event.type in statuses.STATUS_EVENTS:
+                    statuses.report_job(self.redis, applied.job)
                 if event.type == EventType.JOB_FINISHED:
                     finished.append(applied.job.id)
         for job_id in finished:
@@ -159,6 +161,8 @@ class Recorder:
         self._last_reconcile = time.monotonic()
         with self.sessions() as session:
             result = queue.reconcile(session, self.redis, self.settings)
+            for job_id in result.lost:
+                statuses.report_job(self.redis, session.get(Job, job_id))
         for job_id in result.requeued:
             log.info("job %s was not in Redis; enqueued again", job_id)
         for job_id in result.lost:

@@ -20,3 +20,25 @@ def verify_github_signature(secret: str, body: bytes, header: str | None) -> boo
         return False
     expected = "sha256=" + hmac_sha256_hex(secret, body)
     return hmac.compare_digest(expected.encode("ascii"), header.strip().encode("ascii", "replace"))
+
+
+def verify_hex_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """Check a bare hex HMAC-SHA256 header (Gitea, Forgejo, Gogs) against ``body``.
+
+    Returns False for a missing or wrong header; never raises.
+    """
+    if not header or not secret:
+        return False
+    expected = hmac_sha256_hex(secret, body)
+    return hmac.compare_digest(expected.encode("ascii"),
+                               header.strip().lower().encode("ascii", "replace"))
+
+
+def verify_token(secret: str, header: str | None) -> bool:
+    """Check a header that carries the secret itself (GitLab's ``X-Gitlab-Token``).
+
+    Compared in constant time, so the time taken tells nothing about the secret.
+    """
+    if not header or not secret:
+        return False
+    return hmac.compare_digest(secret.encode("utf-8"), header.encode("utf-8"))

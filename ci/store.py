@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from ci import forges
 from ci.forges.types import Trigger
 from ci.models import Build, Job, Repo, Step, utcnow
 from ci.pipeline.status import Status, worst
@@ -22,7 +23,8 @@ FAILURES = (Status.FAILED, Status.ERRORED)
 REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 #: Owners that would shadow Slipway's own URLs (``/api/…``, ``/hooks/…``, ``/static/…``).
 RESERVED_OWNERS = {"api", "hooks", "static"}
-FORGES = ("github",)
+#: What a repo may register as; Forgejo and Gogs repos register as ``gitea``.
+FORGES = tuple(forges.FORGES)
 
 
 class StoreError(ValueError):

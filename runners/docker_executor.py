@@ -16,6 +16,7 @@ import codecs
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import docker
@@ -217,6 +218,26 @@ class DockerExecutor:
         finally:
             events.close()
         return None
+
+    def read_archive(self, path: str, into: Path) -> bool:
+        try:
+            stream, _stat = self._main().get_archive(path, chunk_size=1 << 20)
+        except NotFound:
+            return False
+        with into.open("wb") as handle:
+            for chunk in stream:
+                handle.write(chunk)
+        return True
+
+    def write_archive(self, directory: str, tar: Path) -> None:
+        container = self._main()
+        container.exec_run(["mkdir", "-p", directory])
+        with tar.open("rb") as handle:
+            if not container.put_archive(directory, handle):
+                raise ExecutorError(f"could not restore the cache into {directory}")
+
+    def _main(self) -> Container:
+        return self._step_container(self._environment.image)
 
     def service_logs(self) -> dict[str, str]:
         return {name: self._tail(container, SERVICE_LOG_BYTES)

@@ -70,6 +70,12 @@ class Executor(Protocol):
     def diagnose(self, exit_code: int) -> str | None:
         """Why the last step ended with ``exit_code``, when the executor knows (out of memory)."""
 
+    def read_archive(self, path: str, into: Path) -> bool:
+        """Write a tar of ``path`` inside the job to the host file ``into``; False if absent."""
+
+    def write_archive(self, directory: str, tar: Path) -> None:
+        """Unpack the host tar file ``tar`` into ``directory`` inside the job."""
+
     def service_logs(self) -> dict[str, str]:
         """Each service's output so far (its tail), by service name."""
 

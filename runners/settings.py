@@ -22,12 +22,15 @@ class RunnerSettings:
             networks that intercept TLS (``SLIPWAY_CA_BUNDLE``); None for none.
         name: how this runner is named in the build's records (``SLIPWAY_RUNNER_NAME``,
             default the host name).
+        cache_limit_bytes: the build cache's size on this runner
+            (``SLIPWAY_RUNNER_CACHE_MB``, default 5120); least recently used entries go first.
     """
 
     redis_url: str
     work_dir: Path
     ca_bundle: Path | None
     name: str
+    cache_limit_bytes: int = 5 * 1024 ** 3
 
     @property
     def instance(self) -> str:
@@ -47,4 +50,12 @@ def load_runner_settings(env: Mapping[str, str] | None = None) -> RunnerSettings
         work_dir=Path(env.get("SLIPWAY_RUNNER_DIR") or data_dir / "runner").resolve(),
         ca_bundle=Path(ca_bundle) if ca_bundle else None,
         name=env.get("SLIPWAY_RUNNER_NAME") or socket.gethostname(),
+        cache_limit_bytes=_megabytes(env, "SLIPWAY_RUNNER_CACHE_MB", 5120) * 1024 * 1024,
     )
+
+
+def _megabytes(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ValueError(f"{name}={raw!r} is not a positive whole number of MiB")
+    return int(raw)

@@ -33,6 +33,7 @@ from ci.pipeline.config import (
 from ci.pipeline.logformat import OUT, SERVICE_SECTIONS_START, STEP
 from ci.pipeline.spec import EventType, JobSpec
 from ci.pipeline.status import Status
+from runners.cache import BuildCache
 from runners.checkout import CheckoutError, MirrorCache
 from runners.docker_executor import LABEL, LABEL_ATTEMPT, LABEL_INSTANCE, DockerExecutor
 from runners.executor import Executor, ExecutorError, JobEnvironment
@@ -114,7 +115,10 @@ class JobRun:
             timer.daemon = True
             timer.start()
             self._setup(pipeline, image, mirror, timeout)
+            cache_key = self._restore_cache(pipeline, cell)
             status, error = self._run_steps(pipeline, timeout)
+            if status == Status.PASSED and cache_key:
+                self._save_cache(pipeline, cache_key)
         except JobFailed as failed:
             status, error = failed.status, failed.error
         except Exception as exc:  # noqa: BLE001 - any surprise must still end the job
@@ -230,6 +234,29 @@ class JobRun:
                 continue
             self._step_finished(index, Status.PASSED, 0)
         return status, error
+
+    def _cache(self) -> BuildCache:
+        return BuildCache(self.settings.work_dir / "cache", self.settings.cache_limit_bytes)
+
+    def _restore_cache(self, pipeline: Pipeline, cell: dict[str, str]) -> str | None:
+        """Restore this ref's cache (else the default branch's); returns the key to save to."""
+        if not pipeline.cache:
+            return None
+        cache, spec = self._cache(), self.spec
+        own = cache.key(spec.repo, spec.ref, cell, pipeline.cache)
+        fallback = cache.key(spec.repo, f"refs/heads/{spec.default_branch}", cell, pipeline.cache)
+        try:
+            cache.restore(self.executor, pipeline.cache, list(dict.fromkeys([own, fallback])),
+                          self.publisher.info)
+        except Exception as exc:  # noqa: BLE001 - a broken cache must not fail the build
+            self.publisher.info(f"cache not restored: {exc}")
+        return own
+
+    def _save_cache(self, pipeline: Pipeline, key: str) -> None:
+        try:
+            self._cache().save(self.executor, pipeline.cache, key, self.publisher.info)
+        except Exception as exc:  # noqa: BLE001 - a passing build stays passed
+            self.publisher.info(f"cache not saved: {exc}")
 
     def _secrets_refusal(self, step: Step) -> str | None:
         """Why ``step`` cannot have the secrets it names, or None when it can."""

@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import json
 import os
+import sys
+import threading
 import shutil
 import socket
 import subprocess
@@ -21,7 +23,12 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 
-from ci import create_app, db
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from ci import create_app, db, logs
+from ci.models import Build
+from ci.pipeline.logformat import to_text
 from ci.pipeline import keys
 from ci.recorder import Recorder
 from ci.resources import Resources
@@ -30,6 +37,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 GITHUB = FIXTURES / "webhooks" / "github"
 SECRET = "It's a Secret to Everybody"
 IMAGE = os.environ.get("SLIPWAY_TEST_IMAGE", "slipway/python:3.11")
+SLIPWAY = str(Path(sys.executable).parent / "slipway")
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
@@ -213,3 +221,64 @@ def docker_client():
         pytest.fail(f"these tests need a Docker engine with {IMAGE}: run `make test`, "
                     f"which starts one and builds the image ({exc})")
     return client
+
+
+@pytest.fixture
+def server(app):
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join()
+
+
+def sse_events(response):
+    """Parse a text/event-stream into (id, event, data) tuples as they arrive."""
+    event = {}
+    for line in response.iter_lines(decode_unicode=True):
+        if line == "":
+            if "data" in event:
+                yield event.get("id"), event.get("event"), json.loads(event["data"])
+            event = {}
+        elif not line.startswith(":") and ":" in line:
+            field, _, value = line.partition(":")
+            event[field] = value.lstrip(" ")
+
+
+@pytest.fixture
+def workers(tmp_path, redis_url):
+    """Two runner workers in a process of their own, as `make run` starts them."""
+    env = {**os.environ, "SLIPWAY_RUNNER_DIR": str(tmp_path / "runner"),
+           "SLIPWAY_REDIS_URL": redis_url}
+    process = subprocess.Popen([SLIPWAY, "worker", "--count", "2"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield process
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def build_with(client, git_repo, registered, session, resources, redis_client):
+    """Push ``files`` and follow the build to its end with a recorder in this process."""
+    recorder = Recorder(resources.write_sessions, redis_client, resources.settings)
+
+    def run(files: dict[str, str], message: str = "change", branch: str = "main") -> Build:
+        sha = git_repo.commit(files, message)
+        response = post_hook(client, push_payload("octo/project", sha, branch=branch,
+                                                  message=message))
+        number = response.get_json()["build"]["number"]
+
+        def finished():
+            recorder.step(block_ms=200)
+            session.rollback()
+            found = session.scalar(select(Build).where(Build.number == number))
+            return found if found.status not in ("queued", "running") else None
+
+        return wait_for(finished, timeout=120, interval=0)
+
+    return run
+
+
+def log_of(resources, job) -> str:
+    return to_text(logs.read_archive(resources.settings.log_dir, job.id))

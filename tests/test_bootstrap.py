@@ -5,8 +5,7 @@ looked up (and, when asked for, built) in the local Docker engine.
 """
 
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -15,7 +14,7 @@ import redis
 
 from ci.bootstrap import BootstrapError, ensure_redis, stop_started
 from runners.images import IMAGES, ensure_image, image_exists
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 
 DEFAULT_IMAGE = "slipway/python:3.11"
 
@@ -28,16 +27,6 @@ def answers(url: str) -> bool:
         return False
     finally:
         client.close()
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    """Poll ``condition`` until it holds or ``seconds`` pass; return whether it held."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.fixture
@@ -63,7 +52,7 @@ def test_ensure_redis_starts_a_local_server_that_stop_started_stops(tmp_path: Pa
         stopped = stop_started(tmp_path)
     assert len(stopped) == 1
     assert stopped[0].startswith("stopped redis-server (pid ")
-    assert wait_until(lambda: not answers(url))
+    wait_for(lambda: not answers(url), timeout=10)
     assert not (tmp_path / "redis.pid").exists()
     assert stop_started(tmp_path) == []
 

@@ -3,10 +3,8 @@
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from rq import Queue
@@ -14,9 +12,8 @@ from sqlalchemy import select
 
 from ci.models import Build
 from ci.pipeline import keys
-from tests.conftest import GITHUB, IMAGE, post_hook, push_payload, wait_for
+from tests.conftest import GITHUB, IMAGE, SLIPWAY, post_hook, push_payload, wait_for
 
-SLIPWAY = str(Path(sys.executable).parent / "slipway")
 TOKEN = "t0ken"
 
 

@@ -15,12 +15,12 @@ from tests.conftest import IMAGE, post_hook, push_payload
 
 pytestmark = pytest.mark.docker
 
-FORK_BOMB = """import os, sys, time
+FORK_BOMB = """import os, signal, sys
 n = 0
 try:
     while True:
         if os.fork() == 0:
-            time.sleep(60)
+            signal.pause()  # children wait until the container is removed
             os._exit(0)
         n += 1
 except OSError as exc:

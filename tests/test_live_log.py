@@ -1,20 +1,15 @@
 """The live log: lines reach an SSE client while the job is still running."""
 
-import json
 import os
 import subprocess
-import sys
-import threading
-from pathlib import Path
 
 import pytest
 import requests
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from ci.models import Job
 from ci.pipeline import keys
-from tests.conftest import IMAGE, post_hook, push_payload, wait_for
+from tests.conftest import IMAGE, SLIPWAY, post_hook, push_payload, sse_events, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -27,29 +22,6 @@ WAITING_STEP = (
 )
 
 
-@pytest.fixture
-def server(app):
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join()
-
-
-def sse_events(response):
-    """Parse a text/event-stream into (id, event, data) tuples as they arrive."""
-    event = {}
-    for line in response.iter_lines(decode_unicode=True):
-        if line == "":
-            if "data" in event:
-                yield event.get("id"), event.get("event"), json.loads(event["data"])
-            event = {}
-        elif not line.startswith(":") and ":" in line:
-            field, _, value = line.partition(":")
-            event[field] = value.lstrip(" ")
-
-
 def test_lines_arrive_before_the_job_finishes_and_resume_works(
         server, client, git_repo, registered, session, redis_client, tmp_path, docker_client):
     sha = git_repo.commit({".slipway.yml": f"image: {IMAGE}\ntimeout: 2m\nsteps:\n"
@@ -58,7 +30,7 @@ def test_lines_arrive_before_the_job_finishes_and_resume_works(
     job = session.scalar(select(Job))
 
     # The runner as deployed: a `slipway worker` process of its own.
-    worker = subprocess.Popen([str(Path(sys.executable).parent / "slipway"), "worker", "--burst"],
+    worker = subprocess.Popen([SLIPWAY, "worker", "--burst"],
                               env={**os.environ, "SLIPWAY_RUNNER_DIR": str(tmp_path / "runner")},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -1,29 +1,20 @@
 """Pipelines people write: matrix, services, filters, per-step images, skips and the
 default pipeline — run by real `slipway worker` processes against the real engine."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from rq import Queue
 from sqlalchemy import select
 
-from ci import logs
 from ci.models import Build
 from ci.pipeline import keys
-from ci.pipeline.logformat import to_text
-from ci.recorder import Recorder
 from runners.images import ensure_image
-from tests.conftest import IMAGE, post_hook, push_payload, wait_for
-
-SLIPWAY = str(Path(sys.executable).parent / "slipway")
+from tests.conftest import IMAGE, log_of, post_hook, push_payload
 REDIS_IMAGE = "slipway/redis:7"
 
 # Talks to the job's `redis` service: stores this cell's value, waits, reads it back.
 REDIS_PROBE = """\
-import os, socket, time
+import os, select, socket
 
 connection = socket.create_connection(("redis", 6379))
 
@@ -37,53 +28,15 @@ def command(*words):
 
 
 print("set", command("SET", "cell", os.environ["N"]))
-time.sleep(1)
+select.select([], [], [], 1)  # let the other cell write its value first
 print("got", command("GET", "cell"))
 """
-
-
-@pytest.fixture
-def workers(tmp_path, redis_url):
-    """Two runner workers in a process of their own, as `make run` starts them."""
-    env = {**os.environ, "SLIPWAY_RUNNER_DIR": str(tmp_path / "runner"),
-           "SLIPWAY_REDIS_URL": redis_url}
-    process = subprocess.Popen([SLIPWAY, "worker", "--count", "2"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    yield process
-    process.terminate()
-    process.wait(timeout=30)
 
 
 @pytest.fixture
 def redis_image(docker_client, tmp_path_factory):
     ensure_image(docker_client, REDIS_IMAGE, tmp_path_factory.mktemp("images"))
     return REDIS_IMAGE
-
-
-@pytest.fixture
-def build_with(client, git_repo, registered, session, resources, redis_client):
-    """Push ``files`` and follow the build to its end with a recorder in this process."""
-    recorder = Recorder(resources.write_sessions, redis_client, resources.settings)
-
-    def run(files: dict[str, str], message: str = "change", branch: str = "main") -> Build:
-        sha = git_repo.commit(files, message)
-        response = post_hook(client, push_payload("octo/project", sha, branch=branch,
-                                                  message=message))
-        number = response.get_json()["build"]["number"]
-
-        def finished():
-            recorder.step(block_ms=200)
-            session.rollback()
-            found = session.scalar(select(Build).where(Build.number == number))
-            return found if found.status not in ("queued", "running") else None
-
-        return wait_for(finished, timeout=120, interval=0)
-
-    return run
-
-
-def log_of(resources, job) -> str:
-    return to_text(logs.read_archive(resources.settings.log_dir, job.id))
 
 
 @pytest.mark.docker

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -14,9 +13,8 @@ from ci.models import Build, Job
 from ci.pipeline import keys
 from ci.pipeline.spec import Limits
 from ci.recorder import Recorder
-from tests.conftest import IMAGE, post_hook, push_payload, wait_for
+from tests.conftest import IMAGE, SLIPWAY, post_hook, push_payload, wait_for
 
-SLIPWAY = str(Path(sys.executable).parent / "slipway")
 
 
 def test_runner_imports_only_the_pure_core():

@@ -12,8 +12,7 @@ from sqlalchemy import select
 from ci import logs, secrets
 from ci.models import Build, Secret
 from ci.pipeline.logformat import to_text
-from tests.conftest import GITHUB, IMAGE, post_hook, push_payload
-from tests.test_live_log import server, sse_events  # noqa: F401 - the server fixture
+from tests.conftest import GITHUB, IMAGE, post_hook, push_payload, sse_events
 
 VALUE = "s3cr3t-deploy-t0ken-value"
 PIPELINE = f"""\

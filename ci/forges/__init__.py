@@ -1,1 +1,24 @@
-"""Forges: each module turns one forge's webhook into :class:`ci.forges.types.Trigger`."""
+"""Forges: each module turns one forge's webhook into :class:`ci.forges.types.Trigger`
+and a :class:`ci.forges.types.CommitStatus` into that forge's API request.
+
+This registry is the one place the forge modules are named: supporting another
+forge is a module meeting :class:`ci.forges.types.Forge` plus a line here.
+"""
+
+from __future__ import annotations
+
+from ci.forges import gitea, github, gitlab
+from ci.forges.types import Forge
+
+FORGES: dict[str, Forge] = {
+    github.NAME: github,
+    gitlab.NAME: gitlab,
+    gitea.NAME: gitea,
+}
+
+
+def get(name: str) -> Forge | None:
+    """The forge module registered as ``name`` or serving it as an alias (``forgejo``)."""
+    if name in FORGES:
+        return FORGES[name]
+    return next((forge for forge in FORGES.values() if name in forge.ALIASES), None)

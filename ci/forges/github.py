@@ -1,4 +1,5 @@
-"""GitHub webhooks: ``push`` (branches and tags), ``pull_request`` and ``ping``.
+"""GitHub webhooks: ``push`` (branches and tags), ``pull_request`` and ``ping``;
+commit statuses through ``POST /repos/{owner}/{repo}/statuses/{sha}``.
 
 Payload shapes follow GitHub's documented events; see the recorded deliveries in
 ``tests/fixtures/webhooks/github``.
@@ -6,17 +7,26 @@ Payload shapes follow GitHub's documented events; see the recorded deliveries in
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any, Mapping
 
-from ci.forges.types import Ignored, Trigger, WebhookRejected
+from ci.forges.payload import ZERO_SHA, commit_sha, dig, json_object, required
+from ci.forges.types import CommitStatus, Ignored, StatusRequest, Trigger, WebhookRejected
+from ci.pipeline.status import Status
 from ci.signatures import verify_github_signature
 
 NAME = "github"
-ZERO_SHA = "0" * 40
-SHA = re.compile(r"[0-9a-fA-F]{40}")
+ALIASES: tuple[str, ...] = ()
+#: GitHub Enterprise Server repos set ``https://HOST/api/v3`` instead.
+DEFAULT_API_URL = "https://api.github.com"
 PR_ACTIONS = {"opened", "synchronize", "reopened"}
+#: GitHub answers 422 to a longer status description.
+DESCRIPTION_LIMIT = 140
+#: GitHub knows only these four states; a cancel shows as an error, a skip as success.
+STATES = {
+    Status.QUEUED: "pending", Status.RUNNING: "pending", Status.PASSED: "success",
+    Status.FAILED: "failure", Status.ERRORED: "error", Status.CANCELED: "error",
+    Status.SKIPPED: "success",
+}
 
 
 def repo_name(body: bytes) -> str:
@@ -25,8 +35,8 @@ def repo_name(body: bytes) -> str:
     Raises:
         WebhookRejected: the body is not JSON or names no repository (400).
     """
-    payload = _json(body)
-    name = _get(payload, "repository", "full_name")
+    payload = json_object(body)
+    name = dig(payload, "repository", "full_name")
     if not isinstance(name, str) or "/" not in name:
         raise WebhookRejected(400, "payload has no repository.full_name", "missing_field")
     return name
@@ -52,7 +62,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> Trigger | Ignored:
     event = headers.get("X-GitHub-Event", "")
     if not event:
         raise WebhookRejected(400, "X-GitHub-Event header is missing", "missing_header")
-    payload = _json(body)
+    payload = json_object(body)
     delivery = headers.get("X-GitHub-Delivery") or None
     if event == "ping":
         return Ignored("ping received; the webhook works")
@@ -64,10 +74,10 @@ def parse(headers: Mapping[str, str], body: bytes) -> Trigger | Ignored:
 
 
 def _push(payload: dict[str, Any], delivery: str | None) -> Trigger | Ignored:
-    ref = _required(payload, "ref")
+    ref = required(payload, "ref")
     if payload.get("deleted") or payload.get("after") == ZERO_SHA:
         return Ignored(f"{ref} was deleted; nothing to build")
-    sha = _sha(_required(payload, "after"))
+    sha = commit_sha(required(payload, "after"))
     head = payload.get("head_commit") or {}
     author = (head.get("author") or {}).get("username") or (head.get("author") or {}).get("name")
     pusher = (payload.get("pusher") or {}).get("name") or ""
@@ -91,14 +101,14 @@ def _pull_request(payload: dict[str, Any], delivery: str | None) -> Trigger | Ig
     if not isinstance(pr, dict):
         raise WebhookRejected(400, "payload has no pull_request object", "missing_field")
     number = payload.get("number", pr.get("number"))
-    sha = _get(pr, "head", "sha")
-    base_branch = _get(pr, "base", "ref")
+    sha = dig(pr, "head", "sha")
+    base_branch = dig(pr, "base", "ref")
     if not isinstance(number, int) or not isinstance(sha, str) or not isinstance(base_branch, str):
         raise WebhookRejected(400, "pull_request needs number, head.sha and base.ref",
                               "missing_field")
-    sha = _sha(sha)
-    head_repo = _get(pr, "head", "repo", "full_name")
-    base_repo = _get(pr, "base", "repo", "full_name")
+    sha = commit_sha(sha)
+    head_repo = dig(pr, "head", "repo", "full_name")
+    base_repo = dig(pr, "base", "repo", "full_name")
     return Trigger(
         repo=repo_name_from(payload), event="pull_request", ref=f"refs/pull/{number}/head",
         sha=sha, branch=base_branch, pr_number=number, delivery=delivery,
@@ -108,35 +118,18 @@ def _pull_request(payload: dict[str, Any], delivery: str | None) -> Trigger | Ig
 
 
 def repo_name_from(payload: dict[str, Any]) -> str:
-    return str(_get(payload, "repository", "full_name"))
+    return str(dig(payload, "repository", "full_name"))
 
 
-def _json(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WebhookRejected(400, f"body is not valid JSON: {exc}", "malformed_json") from None
-    if not isinstance(payload, dict):
-        raise WebhookRejected(400, "body must be a JSON object", "malformed_json")
-    return payload
-
-
-def _required(payload: dict[str, Any], key: str) -> str:
-    value = payload.get(key)
-    if not isinstance(value, str) or not value:
-        raise WebhookRejected(400, f"payload has no {key!r}", "missing_field")
-    return value
-
-
-def _sha(value: str) -> str:
-    if not SHA.fullmatch(value):
-        raise WebhookRejected(400, f"{value!r} is not a commit sha (40 hex digits)", "invalid_sha")
-    return value.lower()
-
-
-def _get(data: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
+def status_request(api_url: str, token: str, repo: str, sha: str,
+                   status: CommitStatus) -> StatusRequest:
+    """``POST {api}/repos/{owner}/{repo}/statuses/{sha}``; an allowed failure is a success."""
+    state = "success" if status.allowed_failure else STATES[status.status]
+    return StatusRequest(
+        url=f"{api_url.rstrip('/')}/repos/{repo}/statuses/{sha}",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+                 "X-GitHub-Api-Version": "2022-11-28"},
+        body={"state": state, "target_url": status.target_url,
+              "description": status.short_description(DESCRIPTION_LIMIT),
+              "context": status.context},
+    )

@@ -7,6 +7,10 @@ operator can find them with ``redis-cli --scan --pattern 'slipway:*'``.
 #: The RQ queue runners take jobs from.
 JOBS_QUEUE = "slipway-jobs"
 
+#: The RQ queue of commit status reports to forges, worked by ``slipway reporter``.
+#: Apart from :data:`JOBS_QUEUE` so that a slow or unreachable forge never holds up a build.
+STATUS_QUEUE = "slipway-statuses"
+
 #: Dotted name of the runner's entry point; the server enqueues by name and never
 #: imports the runner.
 RUN_JOB = "runners.worker.run_job"
@@ -51,3 +55,18 @@ def rq_job_id(job_id: int, attempt: int) -> str:
 def cancel(job_id: int) -> str:
     """Set (to who asked) when a job must stop; also published on :func:`cancel` as a channel."""
     return f"slipway:cancel:{job_id}"
+
+
+def status_sent(repo_id: int, sha: str, context: str) -> str:
+    """What was last reported for one status context of a commit (build number and body)."""
+    return f"slipway:status:{repo_id}:{sha}:{context}"
+
+
+def status_lock(repo_id: int, sha: str) -> str:
+    """Held while a commit's statuses are read and sent, so that reports never cross."""
+    return f"slipway:status-lock:{repo_id}:{sha}"
+
+
+def status_unreported(repo_id: int) -> str:
+    """Set (to the reason) while a repo whose statuses cannot be reported was logged."""
+    return f"slipway:status-unreported:{repo_id}"

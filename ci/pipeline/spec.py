@@ -38,6 +38,8 @@ class JobSpec:
         ref: the git ref the build was triggered for (``refs/heads/main``).
         event: ``push``, ``tag``, ``pull_request`` or ``manual``.
         branch: the branch ``when`` filters match (a pull request's base branch).
+        default_branch: the repository's default branch, whose cache a new branch
+            starts from.
         plan: this is the build's first job: it reads the pipeline, decides whether
             the build runs at all and which matrix cells it has (reported as
             ``build.planned``), and runs the first cell itself.
@@ -64,6 +66,7 @@ class JobSpec:
     ref: str
     event: str
     branch: str | None = None
+    default_branch: str = "main"
     plan: bool = False
     cell: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)

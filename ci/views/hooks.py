@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from ci import builds, store
-from ci.forges import github
+from ci import builds, forges, store
 from ci.forges.types import Ignored, WebhookRejected
 from ci.resources import redis, settings, write_session
 from ci.views.errors import json_error
@@ -17,17 +16,24 @@ from ci.views.errors import json_error
 bp = Blueprint("hooks", __name__)
 
 
-@bp.post("/hooks/github")
-def github_hook():
+@bp.post("/hooks/<name>")
+def receive(name: str):
+    """Any forge's webhook: the forge module named in the path reads it."""
+    forge = forges.get(name)
+    if forge is None:
+        return json_error(404, f"no forge is called {name!r}; point the webhook at "
+                          f"/hooks/ followed by one of {', '.join(forges.FORGES)}",
+                          "unknown_forge")
     body = request.get_data(cache=False)
     try:
-        name = github.repo_name(body)
-        repo = store.get_repo(write_session(), name)
-        if repo is None or repo.forge != github.NAME:
-            return json_error(404, f"repository {name} is not registered; add it with "
-                              f"`slipway repo add {name} --forge github ...`", "unknown_repo")
-        github.verify(repo.webhook_secret, request.headers, body)
-        outcome = github.parse(request.headers, body)
+        full_name = forge.repo_name(body)
+        repo = store.get_repo(write_session(), full_name)
+        if repo is None or repo.forge != forge.NAME:
+            return json_error(404, f"repository {full_name} is not registered; add it with "
+                              f"`slipway repo add {full_name} --forge {forge.NAME} ...`",
+                              "unknown_repo")
+        forge.verify(repo.webhook_secret, request.headers, body)
+        outcome = forge.parse(request.headers, body)
     except WebhookRejected as rejected:
         return json_error(rejected.status, rejected.message, rejected.code)
     if isinstance(outcome, Ignored):

@@ -1,0 +1,57 @@
+"""Reading webhook bodies: the checks every forge's payloads need, with 400 answers."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Mapping
+
+from ci.forges.types import WebhookRejected
+
+#: The ``after`` sha of a push that deleted its ref.
+ZERO_SHA = "0" * 40
+SHA = re.compile(r"[0-9a-fA-F]{40}")
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object.
+
+    Raises:
+        WebhookRejected: the body is not JSON, or not an object (400).
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WebhookRejected(400, f"body is not valid JSON: {exc}", "malformed_json") from None
+    if not isinstance(payload, dict):
+        raise WebhookRejected(400, "body must be a JSON object", "malformed_json")
+    return payload
+
+
+def required(payload: dict[str, Any], key: str) -> str:
+    """``payload[key]`` as a non-empty string, or a 400 naming the key."""
+    value = payload.get(key)
+    if not isinstance(value, str) or not value:
+        raise WebhookRejected(400, f"payload has no {key!r}", "missing_field")
+    return value
+
+
+def commit_sha(value: Any) -> str:
+    """A full commit sha, lower-cased; anything else is a 400 (it reaches ``git`` later)."""
+    if not isinstance(value, str) or not SHA.fullmatch(value):
+        raise WebhookRejected(400, f"{value!r} is not a commit sha (40 hex digits)", "invalid_sha")
+    return value.lower()
+
+
+def dig(data: Any, *path: str) -> Any:
+    """``data[path[0]][path[1]]…``, or None where a level is missing or not an object."""
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def first_header(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    """The value of the first of ``names`` present in ``headers`` (forks of a forge rename them)."""
+    return next((headers[name] for name in names if headers.get(name)), None)

@@ -1,0 +1,310 @@
+"""Commit statuses out: tell the forge how a commit's build and each of its jobs are doing.
+
+The web app and the recorder only enqueue a report (one Redis round trip) on the
+``slipway-statuses`` queue; ``slipway reporter`` sends it, retrying with backoff,
+so a forge that is slow, down or answering 5xx never fails or delays a build.
+
+A report carries ids, not states: the sender reads the state from the database at
+send time, while it holds the commit's lock, so reports are sent in the order the
+states happened and a late or retried report can only repeat the newest state — a
+stale "pending" never overwrites "success". What was last sent per context is kept
+in Redis, so an unchanged state is not sent twice and an older build of the same
+commit never overwrites a newer one's statuses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+from redis import Redis
+from redis.exceptions import LockError, RedisError
+from rq import Queue, Retry, get_current_job
+from sqlalchemy.orm import Session
+
+from ci import crypto, db, forges, secrets
+from ci.forges.types import CommitStatus, Forge, StatusRequest
+from ci.models import Build, Job, Repo
+from ci.pipeline import keys
+from ci.pipeline.spec import EventType
+from ci.pipeline.status import Status
+from ci.settings import Settings, load_settings
+from ci.store import StoreError
+
+log = logging.getLogger(__name__)
+
+#: The RQ job that sends reports; enqueued by name.
+DELIVER = "ci.statuses.deliver"
+#: Runner events after which a job's status (and its build's) is reported. A job's
+#: context is its matrix cell, known once the job is planned, hence ``job.steps``.
+STATUS_EVENTS = (EventType.JOB_STARTED, EventType.STEPS_PLANNED, EventType.JOB_FINISHED)
+#: A forge that answers 5xx or not at all gets the report again after 1, 2, 5, 10, 30 s.
+RETRY = Retry(max=5, interval=[1, 2, 5, 10, 30])
+HTTP_TIMEOUT_SECONDS = 10
+#: Longer than one send can take; a reporter that dies holding the lock frees it then.
+LOCK_SECONDS = 30
+SENT_TTL_SECONDS = 30 * 86400
+#: How often a repository without a token (or API URL) is mentioned in the log.
+UNREPORTED_LOG_SECONDS = 86400
+BUILD_CONTEXT = "slipway"
+
+
+class ForgeUnavailable(RuntimeError):
+    """The forge did not take the report (no answer, 5xx, 429); RQ tries again later."""
+
+
+def report_build(redis: Redis, build: Build) -> None:
+    """Bring the forge's statuses for ``build`` up to date: its own and every job's."""
+    _enqueue(redis, build, None)
+
+
+def report_job(redis: Redis, job: Job) -> None:
+    """Bring the forge's statuses for ``job`` and for its build up to date."""
+    _enqueue(redis, job.build, job.id)
+
+
+def _enqueue(redis: Redis, build: Build, job_id: int | None) -> None:
+    reason = missing_access(build.repo)
+    try:
+        if reason:
+            # Once a day for all processes, not once per build: it is a choice, not an error.
+            if redis.set(keys.status_unreported(build.repo_id), reason, nx=True,
+                         ex=UNREPORTED_LOG_SECONDS):
+                log.info("no commit statuses for %s: %s", build.repo.full_name, reason)
+            return
+        Queue(keys.STATUS_QUEUE, connection=redis).enqueue_call(
+            DELIVER, args=(build.id, job_id), retry=RETRY, result_ttl=3600, failure_ttl=86400,
+            description=f"status of {build.repo.full_name} build #{build.number}",
+        )
+    except RedisError as exc:
+        log.warning("status of %s build #%s not reported: Redis unavailable (%s)",
+                    build.repo.full_name, build.number, exc)
+
+
+def missing_access(repo: Repo) -> str | None:
+    """Why statuses of ``repo`` cannot be reported (no token, no API URL), or None."""
+    forge = forges.get(repo.forge)
+    if forge is None:
+        return f"forge {repo.forge!r} is not one Slipway knows"
+    if not repo.forge_token:
+        return f"it has no forge token; set one with `slipway repo set-token {repo.full_name}`"
+    if not (repo.api_url or forge.DEFAULT_API_URL):
+        return (f"{forge.NAME} has no default API URL; set one with `slipway repo set-token "
+                f"{repo.full_name} --api-url https://HOST/api/v1`")
+    return None
+
+
+def set_forge_access(session: Session, settings: Settings, repo: Repo, token: str | None = None,
+                     api_url: str | None = None) -> None:
+    """Store ``repo``'s forge token (encrypted) and API base URL, and commit.
+
+    Args:
+        token: the API token statuses are sent with; None keeps the stored one.
+        api_url: the API base (``https://HOST/api/v3`` for GitHub Enterprise,
+            ``…/api/v4`` for GitLab, ``…/api/v1`` for Gitea); None keeps the stored one.
+
+    Raises:
+        StoreError: the token is empty or the URL is not an http(s) URL.
+    """
+    if token is not None and not token.strip():
+        raise StoreError("the forge token is empty; give it on standard input")
+    if api_url is not None:
+        api_url = validate_api_url(api_url)
+    if token is not None:
+        repo.forge_token = crypto.encrypt(secrets.key(settings), token.strip())
+    if api_url is not None:
+        repo.api_url = api_url
+    session.commit()
+
+
+def validate_api_url(url: str) -> str:
+    """``url`` without a trailing slash, or a :class:`StoreError` when it is not http(s)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise StoreError(f"{url!r} is not an API URL; give the forge's API base, e.g. "
+                         "https://gitea.example.com/api/v1")
+    return url.rstrip("/")
+
+
+def deliver(build_id: int, job_id: int | None = None) -> list[str]:
+    """The RQ job: send the statuses of a build (and of one job, or of all of them).
+
+    Runs in ``slipway reporter``, which reads the settings from the environment
+    like every Slipway process.
+
+    Returns:
+        What happened to each context ("sent", "unchanged", …), kept as the RQ result.
+
+    Raises:
+        ForgeUnavailable: some context could not be sent; RQ retries the whole
+            report, and the contexts already sent are then found unchanged.
+    """
+    settings = load_settings()
+    engine = db.make_engine(settings.database_url)
+    try:
+        with db.make_sessionmaker(engine)() as session:
+            return send(session, get_current_job().connection, settings, build_id, job_id)
+    finally:
+        engine.dispose()
+
+
+def send(session: Session, redis: Redis, settings: Settings, build_id: int,
+         job_id: int | None = None) -> list[str]:
+    """Send the statuses :func:`deliver` sends, with the connections given."""
+    build = session.get(Build, build_id)
+    if build is None:
+        return ["the build was deleted"]
+    repo = build.repo
+    reason = missing_access(repo)
+    if reason:
+        return [reason]
+    forge = forges.get(repo.forge)
+    token = crypto.decrypt(secrets.key(settings), repo.forge_token)
+    api_url = repo.api_url or forge.DEFAULT_API_URL
+    job_ids = [job_id] if job_id is not None else [job.id for job in build.jobs]
+    outcomes, failures = [], []
+    try:
+        with redis.lock(keys.status_lock(repo.id, build.sha), timeout=LOCK_SECONDS,
+                        blocking_timeout=LOCK_SECONDS):
+            newest = _last_sent(redis, build, BUILD_CONTEXT)
+            if newest and newest["build"] > build.number:
+                return [f"superseded by build #{newest['build']} of the same commit"]
+            for target in [None, *job_ids]:
+                session.rollback()  # read the state as it is now, not as it was
+                try:
+                    outcomes.append(_send_one(session, redis, settings, forge, api_url, token,
+                                              build_id, target))
+                except ForgeUnavailable as exc:
+                    failures.append(str(exc))
+    except LockError:
+        raise ForgeUnavailable(f"statuses of {build.sha[:12]} are being sent by another "
+                               "reporter") from None
+    if failures:
+        raise ForgeUnavailable("; ".join(failures))
+    return outcomes
+
+
+def _send_one(session: Session, redis: Redis, settings: Settings, forge: Forge, api_url: str,
+              token: str, build_id: int, job_id: int | None) -> str:
+    build = session.get(Build, build_id)
+    job = session.get(Job, job_id) if job_id is not None else None
+    if job is None and job_id is not None:
+        return f"job {job_id} is gone"
+    if job is not None and not _context_known(job):
+        return f"job {job.number}: not planned yet"
+    status = commit_status(settings, build, job)
+    request = forge.status_request(api_url, token, build.repo.full_name, build.sha, status)
+    last = _last_sent(redis, build, status.context)
+    if last and last["build"] > build.number:
+        return f"{status.context}: superseded by build #{last['build']}"
+    if last and last["build"] == build.number and last["body"] == request.body:
+        return f"{status.context}: unchanged"
+    code = _post(request)
+    if code >= 300:
+        return f"{status.context}: rejected ({code})"
+    redis.set(keys.status_sent(build.repo_id, build.sha, status.context),
+              json.dumps({"build": build.number, "body": request.body}), ex=SENT_TTL_SECONDS)
+    return f"{status.context}: sent {request.body.get('state')}"
+
+
+def _last_sent(redis: Redis, build: Build, context_name: str) -> dict | None:
+    """The build number and body last sent for a context of the build's commit."""
+    raw = redis.get(keys.status_sent(build.repo_id, build.sha, context_name))
+    return json.loads(raw) if raw else None
+
+
+def _context_known(job: Job) -> bool:
+    """Whether the job's matrix cell, and so its context, is settled.
+
+    The first job of a build is renamed to its cell when it plans the build; a
+    status sent under its old name would stay pending on the forge for ever.
+    """
+    return (Status(job.status).finished or job.image is not None
+            or len(job.build.jobs) > 1)
+
+
+def context(job: Job | None) -> str:
+    """``slipway`` for the build, ``slipway/PYTHON=3.12`` for a job (``slipway/job``
+    for one without a matrix cell)."""
+    if job is None:
+        return BUILD_CONTEXT
+    return f"{BUILD_CONTEXT}/{'job' if job.name == 'default' else job.name}"
+
+
+def commit_status(settings: Settings, build: Build, job: Job | None) -> CommitStatus:
+    """What the forge should show for ``build`` (``job`` None) or for one of its jobs."""
+    url = f"{settings.base_url}/{build.repo.full_name}/builds/{build.number}"
+    if job is None:
+        return CommitStatus(Status(build.status), context(None), _build_summary(build), url)
+    status = Status(job.status)
+    allowed = job.allow_failure and status in (Status.FAILED, Status.ERRORED)
+    text = str(status)
+    if status.finished:
+        text += f" in {_duration(job)}"
+        if allowed:
+            text += " (allowed to fail)"
+        if job.error:
+            text += f": {job.error}"
+    return CommitStatus(status, context(job), text, url, allowed_failure=allowed)
+
+
+def _build_summary(build: Build) -> str:
+    """``3 passed, 1 failed in 2m 14s`` once finished; the state before."""
+    status = Status(build.status)
+    if not status.finished:
+        return str(status)
+    counts: dict[str, int] = {}
+    for job in build.jobs:
+        allowed = job.allow_failure and job.status in (Status.FAILED, Status.ERRORED)
+        label = "allowed to fail" if allowed else str(job.status)
+        counts[label] = counts.get(label, 0) + 1
+    text = ", ".join(f"{count} {label}" for label, count in counts.items())
+    text += f" in {_duration(build)}"
+    return f"{text}: {build.error}" if build.error else text
+
+
+def _duration(item: Build | Job) -> str:
+    if item.started_at is None or item.finished_at is None:
+        return "0s"
+    seconds = int((item.finished_at - item.started_at).total_seconds())
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _post(request: StatusRequest) -> int:
+    """Send ``request``; returns the HTTP status, after logging a refusal (4xx).
+
+    Raises:
+        ForgeUnavailable: no answer, a 5xx or a 429 — worth trying again.
+    """
+    http = urllib.request.Request(
+        request.url, data=json.dumps(request.body).encode(), method=request.method,
+        headers={**request.headers, "Content-Type": "application/json",
+                 "User-Agent": "Slipway"},
+    )
+    try:
+        with urllib.request.urlopen(http, timeout=HTTP_TIMEOUT_SECONDS) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        detail = _detail(exc)
+        if exc.code >= 500 or exc.code == 429:
+            raise ForgeUnavailable(f"{request.url} answered {exc.code}: {detail}") from None
+        log.warning("%s refused the status (%s): %s", request.url, exc.code, detail)
+        return exc.code
+    except OSError as exc:
+        raise ForgeUnavailable(f"{request.url} did not answer: {exc}") from None
+
+
+def _detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        return exc.read(500).decode("utf-8", "replace")
+    except OSError:
+        return str(exc.reason)
+    finally:
+        exc.close()
