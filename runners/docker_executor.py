@@ -73,6 +73,16 @@ class DockerExecutor:
         self._environment, self._say = environment, say
         for image in [environment.image] + [service.image for service in environment.services]:
             self._ensure_image(image)
+        if environment.services:
+            self._create_network(environment)
+        for service in environment.services:
+            self._start_service(service)
+        self._step_container(environment.image)
+        for service in environment.services:
+            self._wait_ready(service)
+
+    def _create_network(self, environment: JobEnvironment) -> None:
+        """A network of the job's own, where its services answer to their names."""
         self._network = environment.name
         try:
             self.client.networks.create(environment.name, driver="bridge",
@@ -80,11 +90,6 @@ class DockerExecutor:
         except APIError as exc:
             raise ExecutorError(f"could not create the job's network: "
                                 f"{exc.explanation or exc}") from None
-        for service in environment.services:
-            self._start_service(service)
-        self._step_container(environment.image)
-        for service in environment.services:
-            self._wait_ready(service)
 
     def _run(self, image: str, name: str, env: dict[str, str], command: list[str] | None,
              aliases: list[str], mounts: bool) -> Container:
@@ -104,7 +109,7 @@ class DockerExecutor:
                 mem_limit=limits.memory, memswap_limit=limits.memory,
                 nano_cpus=int(limits.cpus * 1e9), pids_limit=limits.pids, privileged=False,
                 security_opt=["no-new-privileges"], cap_drop=["ALL"], cap_add=CAPABILITIES,
-                network=self._network,
+                network=self._network or "bridge",
                 networking_config={self._network: endpoint} if endpoint else None,
             )
         except APIError as exc:

@@ -128,10 +128,11 @@ class JobRun:
             if timer is not None:
                 timer.cancel()
             self._publish_service_logs()
-            self.executor.destroy()
-            shutil.rmtree(self.workspace, ignore_errors=True)
+            # The result is known: report it first, clean up after, so nobody waits on it.
             self.publisher.finished(status.value, error)
             self.publisher.release()
+            self.executor.destroy()
+            shutil.rmtree(self.workspace, ignore_errors=True)
         return status.value
 
     def _checkout(self) -> Path:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from ci.models import Build
 from ci.pipeline import keys
 from runners.images import ensure_image
-from tests.conftest import IMAGE, log_of, post_hook, push_payload
+from tests.conftest import IMAGE, log_of, post_hook, push_payload, wait_for
 REDIS_IMAGE = "slipway/redis:7"
 
 # Talks to the job's `redis` service: stores this cell's value, waits, reads it back.
@@ -97,9 +97,10 @@ steps:
         assert f"got b'$3\\r\\n{value}\\r\\n'" in text
         assert "--- service redis ---" in text
         assert "Ready to accept connections" in text
+        # The result is reported first; the runner removes the job's containers right after.
         label = {"label": f"slipway.job={job.id}"}
-        assert docker_client.containers.list(all=True, filters=label) == []
-        assert docker_client.networks.list(filters=label) == []
+        wait_for(lambda: not docker_client.containers.list(all=True, filters=label)
+                 and not docker_client.networks.list(filters=label))
 
 
 @pytest.mark.docker
