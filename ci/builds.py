@@ -52,7 +52,8 @@ def accept(session: Session, redis: Redis, settings: Settings, repo: Repo,
     if skip_reason:
         return Accepted(build=build, created=True, enqueued=False, skipped=True)
     enqueued = queue.enqueue_build(redis, settings, build)
-    statuses.report_build(redis, build)
+    if enqueued:  # else Redis is down: the runner's first event reports the build instead
+        statuses.report_build(redis, build)
     if enqueued and _auto_cancels(settings, build):
         try:
             for older in store.superseded_builds(session, build):

@@ -96,7 +96,7 @@ def repo_add(full_name: str, forge: str, clone_url: str, secret: str, default_br
 
 
 def _read_token() -> str:
-    return click.get_text_stream("stdin").read().strip()
+    return sys.stdin.read().strip()
 
 
 @repo.command("set-token")

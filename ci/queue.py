@@ -71,6 +71,7 @@ def enqueue(redis: Redis, spec: JobSpec) -> None:
             description=f"{spec.repo} job {spec.job_id}", pipeline=pipe,
         )
         pipe.set(keys.current_attempt(spec.job_id), spec.attempt, ex=7 * 86400)
+        pipe.delete(keys.cancel(spec.job_id))  # a rerun must not see an old cancel
         pipe.execute()
 
 
@@ -104,7 +105,6 @@ def enqueue_jobs(redis: Redis, settings: Settings, build: Build, jobs: list[Job]
     """Enqueue ``jobs`` of a committed build; False when Redis is unreachable."""
     try:
         for job in jobs:
-            redis.delete(keys.cancel(job.id))
             enqueue(redis, job_spec(settings, build.repo, build, job, job.attempt))
     except RedisError as exc:
         log.warning("build %s queued in the database; Redis unavailable (%s)", build.id, exc)

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 #: The RQ job that sends reports; enqueued by name.
 DELIVER = "ci.statuses.deliver"
 #: Runner events after which a job's status (and its build's) is reported. A job's
-#: context is its matrix cell, known once the job is planned, hence ``job.steps``.
+#: context names its matrix cell, which is settled once the job has planned its steps.
 STATUS_EVENTS = (EventType.JOB_STARTED, EventType.STEPS_PLANNED, EventType.JOB_FINISHED)
 #: A forge that answers 5xx or not at all gets the report again after 1, 2, 5, 10, 30 s.
 RETRY = Retry(max=5, interval=[1, 2, 5, 10, 30])
@@ -162,7 +162,11 @@ def send(session: Session, redis: Redis, settings: Settings, build_id: int,
     if reason:
         return [reason]
     forge = forges.get(repo.forge)
-    token = crypto.decrypt(secrets.key(settings), repo.forge_token)
+    try:
+        token = crypto.decrypt(secrets.key(settings), repo.forge_token)
+    except crypto.CryptoError as exc:
+        log.warning("statuses of %s not reported: %s", repo.full_name, exc)
+        return [str(exc)]  # trying again would not help
     api_url = repo.api_url or forge.DEFAULT_API_URL
     job_ids = [job_id] if job_id is not None else [job.id for job in build.jobs]
     outcomes, failures = [], []

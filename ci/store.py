@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from ci import forges
+from ci.db import begin_write
 from ci.forges.types import Trigger
 from ci.models import Build, Job, Repo, Step, utcnow
 from ci.pipeline.status import Status, worst
@@ -110,11 +111,8 @@ def create_build(session: Session, repo: Repo, trigger: Trigger,
     Raises:
         DuplicateDelivery: ``trigger.delivery`` was recorded before.
     """
-    if trigger.delivery:
-        seen = session.scalar(select(Build).where(Build.delivery == _delivery(repo, trigger)))
-        if seen is not None:
-            session.rollback()
-            raise DuplicateDelivery(seen)
+    # A repeated delivery is caught by the unique index on commit: no lookup first.
+    begin_write(session)
     number = session.scalar(
         update(Repo).where(Repo.id == repo.id)
         .values(last_build_number=Repo.last_build_number + 1)

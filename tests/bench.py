@@ -44,6 +44,8 @@ from typing import Callable, TypeVar
 
 import docker
 import requests
+from docker.errors import APIError
+from docker.models.containers import Container
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 from rq import Worker
@@ -237,6 +239,7 @@ class Stack:
         self.data_dir = workdir / "data"
         self.processes: list[tuple[str, subprocess.Popen]] = []
         self.http = requests.Session()
+        self.docker = docker.from_env()
         # Inherited SLIPWAY_* settings would point this stack at someone else's
         # database or Redis; the bench sets exactly the ones it means.
         self.env = {name: value for name, value in os.environ.items()
@@ -266,12 +269,15 @@ class Stack:
         self.processes.append((name, process))
         return process
 
+    def tail(self, name: str) -> str:
+        """The last lines a process of the stack wrote, to say why something failed."""
+        return (self.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
+
     def check(self) -> None:
         """Fail, with the process's last words, when one of the stack's processes exited."""
         for name, process in self.processes:
             if process.poll() is not None:
-                tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise BenchError(f"{name} exited with {process.returncode}:\n{tail}")
+                raise BenchError(f"{name} exited with {process.returncode}:\n{self.tail(name)}")
 
     def _start(self) -> None:
         port = self.redis_url.rsplit(":", 1)[1].split("/")[0]
@@ -329,14 +335,26 @@ class Stack:
                     process.wait()
         self.processes.clear()
         self.http.close()
-        client = docker.from_env()
-        try:
-            instance = RunnerSettings(self.redis_url, self.data_dir, None, "").instance
-            labels = {"label": [LABEL, f"{LABEL_INSTANCE}={instance}"]}
-            for container in client.containers.list(all=True, filters=labels):
+        for container in self._job_containers():
+            try:
                 container.remove(force=True)
-        finally:
-            client.close()
+            except APIError:  # already gone, or its runner's removal is under way
+                pass
+        self.docker.close()
+
+    def _job_containers(self) -> list[Container]:
+        """The job containers of this stack's runners (and of no other installation)."""
+        instance = RunnerSettings(self.redis_url, self.data_dir, None, "").instance
+        labels = {"label": [LABEL, f"{LABEL_INSTANCE}={instance}"]}
+        return self.docker.containers.list(all=True, filters=labels)
+
+    def wait_quiet(self) -> None:
+        """Wait until the runners removed their job containers.
+
+        A runner may clean up after it reported the result; the next measurement
+        must not share the machine with that cleanup.
+        """
+        wait_until(lambda: not self._job_containers(), BUILD_SECONDS, "job containers removed")
 
     def api(self, path: str) -> dict:
         response = self.http.get(f"{self.base}/api/repos/{REPO}{path}", timeout=10)
@@ -351,9 +369,13 @@ class Stack:
             if build["status"] == "passed":
                 return build
             if build["status"] not in ("queued", "running"):
-                raise BenchError(f"build #{number} {build['status']}: {build['error']}")
+                errors = [build["error"], *(job["error"] for job in build["jobs"])]
+                raise BenchError(f"build #{number} {build['status']}: "
+                                 f"{'; '.join(filter(None, errors))}")
             time.sleep(POLL_SECONDS)
-        raise BenchError(f"build #{number} did not pass within {BUILD_SECONDS}s")
+        self.check()
+        raise BenchError(f"build #{number} did not pass within {BUILD_SECONDS}s; it is "
+                         f"{build['status']}. The runner's last words:\n{self.tail('worker')}")
 
 
 # Measurements ---------------------------------------------------------------------------
@@ -447,6 +469,7 @@ def measure_floor(repo: TinyRepo, scratch: Path) -> float:
 def measure_end_to_end(stack: Stack, repo: TinyRepo, scratch: Path) -> EndToEnd:
     """A warm-up build, then 10 pushes each followed by a floor run, so both see the same machine."""
     stack.wait_passed(push_build(stack, repo)[0])
+    stack.wait_quiet()
     result = EndToEnd([], [], [], [], [], [], [])
     for _ in range(E2E_BUILDS):
         number, sent, answered = push_build(stack, repo)
@@ -461,6 +484,7 @@ def measure_end_to_end(stack: Stack, repo: TinyRepo, scratch: Path) -> EndToEnd:
         result.job.append(finished - started)
         result.step.append(epoch(step["finished_at"]) - epoch(step["started_at"]))
         result.to_seen.append(seen - finished)
+        stack.wait_quiet()
         result.floor.append(measure_floor(repo, scratch))
     return result
 

@@ -255,8 +255,8 @@ def test_gitea_tag_push_builds_the_tag_and_deletion_is_ignored(client, session, 
 
 @pytest.mark.parametrize("name, reason", [
     ("create.tag", "create events do not trigger builds; the push of the new branch or tag does"),
-    ("delete.branch", "delete events do not trigger builds; a deleted branch or tag has nothing "
-                      "to build"),
+    ("delete.branch", ("delete events do not trigger builds; a deleted branch or tag has "
+                       "nothing to build")),
     ("pull_request.closed", "pull_request action 'closed' does not trigger builds"),
     ("pull_request.merged", "pull_request action 'closed' does not trigger builds"),
 ])

@@ -176,7 +176,8 @@ def test_a_build_reports_queued_running_and_finished_for_itself_and_each_job(
         ("slipway", "1 passed, 1 failed in 2m 14s"), ("slipway/PYTHON=3.12", "failed in 2m 09s"),
     ]
     assert [r.body for r in forge_api.received] == [
-        expected(forge, state, context, text) for state, (context, text) in zip(states, descriptions)
+        expected(forge, state, context, text)
+        for state, (context, text) in zip(states, descriptions, strict=True)
     ]
 
 
@@ -207,7 +208,7 @@ def test_a_forge_answering_500_twice_gets_the_status_on_the_third_try(
                                                              "queued")] * 3
     rq_job.refresh()
     assert rq_job.get_status() == JobStatus.FINISHED
-    assert rq_job.return_value() == ["slipway: sent pending"]
+    assert rq_job.return_value() == ["slipway: sent pending", "job 1: not planned yet"]
 
 
 def test_a_late_pending_never_overwrites_success(forge_api, session, resources, redis_client,
@@ -283,7 +284,7 @@ def test_a_refused_status_is_logged_and_not_retried(forge_api, session, resource
     with caplog.at_level(logging.WARNING, logger="ci.statuses"):
         send_statuses(redis_client)
     assert report.get_status(refresh=True) == JobStatus.FINISHED
-    assert report.return_value() == ["slipway: rejected (422)"]
+    assert report.return_value() == ["slipway: rejected (422)", "job 1: not planned yet"]
     assert "refused the status (422)" in caplog.text
     assert len(forge_api.received) == 1
 
@@ -320,14 +321,14 @@ def test_a_runner_lost_by_the_reconciler_is_reported(forge_api, session, resourc
 
 def test_no_token_means_no_reports_and_one_log_line(session, resources, redis_client,
                                                      registered, caplog):
-    build = accept(session, redis_client, resources.settings, registered)
     with caplog.at_level(logging.INFO, logger="ci.statuses"):
+        build = accept(session, redis_client, resources.settings, registered)
         statuses.report_build(redis_client, build)
-        statuses.report_build(redis_client, build)
+        statuses.report_job(redis_client, build.jobs[0])
     assert len(Queue(keys.STATUS_QUEUE, connection=redis_client)) == 0
     assert [r.getMessage() for r in caplog.records] == [
-        "no commit statuses for octo/project: it has no forge token; set one with "
-        "`slipway repo set-token octo/project`"]
+        ("no commit statuses for octo/project: it has no forge token; set one with "
+         "`slipway repo set-token octo/project`")]
 
 
 def test_gitea_needs_an_api_url(session, resources, redis_client, git_repo):

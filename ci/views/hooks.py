@@ -10,7 +10,7 @@ from flask import Blueprint, request
 
 from ci import builds, forges, store
 from ci.forges.types import Ignored, WebhookRejected
-from ci.resources import redis, settings, write_session
+from ci.resources import redis, session, settings
 from ci.views.errors import json_error
 
 bp = Blueprint("hooks", __name__)
@@ -27,7 +27,7 @@ def receive(name: str):
     body = request.get_data(cache=False)
     try:
         full_name = forge.repo_name(body)
-        repo = store.get_repo(write_session(), full_name)
+        repo = store.get_repo(session(), full_name)
         if repo is None or repo.forge != forge.NAME:
             return json_error(404, f"repository {full_name} is not registered; add it with "
                               f"`slipway repo add {full_name} --forge {forge.NAME} ...`",
@@ -39,7 +39,7 @@ def receive(name: str):
     if isinstance(outcome, Ignored):
         return {"status": "ignored", "reason": outcome.reason}, 200
     base = settings().base_url
-    accepted = builds.accept(write_session(), redis(), settings(), repo, outcome)
+    accepted = builds.accept(session(), redis(), settings(), repo, outcome)
     build = accepted.build
     url = f"{base}/{repo.full_name}/builds/{build.number}"
     if not accepted.created:
