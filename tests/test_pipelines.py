@@ -193,3 +193,20 @@ def test_a_repository_without_a_pipeline_or_python_project_errors(build_with, wo
     assert build.status == "errored"
     assert build.error.startswith(f"commit {build.sha[:12]}: there is no `.slipway.yml`")
     assert "steps:" in build.error
+
+
+@pytest.mark.docker
+def test_hostile_branch_names_are_data_not_commands(client, git_repo, registered, session,
+                                                    run_queue, resources, docker_client):
+    branch = "feat;$(touch${IFS}/tmp/pwned)`id`"
+    sha = git_repo.commit({".slipway.yml": f"image: {IMAGE}\nsteps:\n"
+                                           "  - run: printf 'branch=[%s]\\n' \"$SLIPWAY_BRANCH\"; "
+                                           "test ! -e /tmp/pwned\n"})
+    response = post_hook(client, push_payload("octo/project", sha, branch=branch))
+    assert response.status_code == 202
+    run_queue()
+    session.rollback()
+    build = session.scalar(select(Build))
+    assert build.status == "passed", build.error
+    assert build.branch == branch
+    assert f"branch=[{branch}]" in log_of(resources, build.jobs[0])
