@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
@@ -49,6 +50,7 @@ LOCK_SECONDS = 30
 SENT_TTL_SECONDS = 30 * 86400
 #: How often a repository without a token (or API URL) is mentioned in the log.
 UNREPORTED_LOG_SECONDS = 86400
+_unreported_told: dict[int, float] = {}
 BUILD_CONTEXT = "slipway"
 
 
@@ -68,13 +70,15 @@ def report_job(redis: Redis, job: Job) -> None:
 
 def _enqueue(redis: Redis, build: Build, job_id: int | None) -> None:
     reason = missing_access(build.repo)
+    if reason:
+        # Once a day per process, not once per build: it is a choice, not an error. No
+        # Redis call either: this runs on every webhook of every such repository.
+        now = time.monotonic()
+        if now - _unreported_told.get(build.repo_id, -UNREPORTED_LOG_SECONDS) >= UNREPORTED_LOG_SECONDS:
+            _unreported_told[build.repo_id] = now
+            log.info("no commit statuses for %s: %s", build.repo.full_name, reason)
+        return
     try:
-        if reason:
-            # Once a day for all processes, not once per build: it is a choice, not an error.
-            if redis.set(keys.status_unreported(build.repo_id), reason, nx=True,
-                         ex=UNREPORTED_LOG_SECONDS):
-                log.info("no commit statuses for %s: %s", build.repo.full_name, reason)
-            return
         Queue(keys.STATUS_QUEUE, connection=redis).enqueue_call(
             DELIVER, args=(build.id, job_id), retry=RETRY, result_ttl=3600, failure_ttl=86400,
             description=f"status of {build.repo.full_name} build #{build.number}",

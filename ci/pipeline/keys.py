@@ -67,6 +67,6 @@ def status_lock(repo_id: int, sha: str) -> str:
     return f"slipway:status-lock:{repo_id}:{sha}"
 
 
-def status_unreported(repo_id: int) -> str:
-    """Set (to the reason) while a repo whose statuses cannot be reported was logged."""
-    return f"slipway:status-unreported:{repo_id}"
+def sign_in_failures(user: str, address: str) -> str:
+    """Failed sign-ins of one user name from one address, counted for a window (expires)."""
+    return f"slipway:sign-in-failures:{user[:100]}:{address}"
