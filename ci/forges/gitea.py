@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ci.forges.payload import ZERO_SHA, commit_sha, dig, first_header, json_object, required
+from ci.forges.payload import (
+    ZERO_SHA,
+    commit_sha,
+    dig,
+    first_header,
+    full_name_at,
+    json_object,
+    required,
+)
 from ci.forges.types import CommitStatus, Ignored, StatusRequest, Trigger, WebhookRejected
 from ci.pipeline.status import Status
 from ci.signatures import verify_hex_signature
@@ -42,10 +50,7 @@ def repo_name(body: bytes) -> str:
     Raises:
         WebhookRejected: the body is not JSON or names no repository (400).
     """
-    name = dig(json_object(body), "repository", "full_name")
-    if not isinstance(name, str) or "/" not in name:
-        raise WebhookRejected(400, "payload has no repository.full_name", "missing_field")
-    return name
+    return full_name_at(body, "repository", "full_name")
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:

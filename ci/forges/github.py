@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ci.forges.payload import ZERO_SHA, commit_sha, dig, json_object, required
+from ci.forges.payload import ZERO_SHA, commit_sha, dig, full_name_at, json_object, required
 from ci.forges.types import CommitStatus, Ignored, StatusRequest, Trigger, WebhookRejected
 from ci.pipeline.status import Status
 from ci.signatures import verify_github_signature
@@ -35,11 +35,7 @@ def repo_name(body: bytes) -> str:
     Raises:
         WebhookRejected: the body is not JSON or names no repository (400).
     """
-    payload = json_object(body)
-    name = dig(payload, "repository", "full_name")
-    if not isinstance(name, str) or "/" not in name:
-        raise WebhookRejected(400, "payload has no repository.full_name", "missing_field")
-    return name
+    return full_name_at(body, "repository", "full_name")
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:

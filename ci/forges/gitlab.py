@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 from urllib.parse import quote
 
-from ci.forges.payload import ZERO_SHA, commit_sha, dig, json_object, required
+from ci.forges.payload import ZERO_SHA, commit_sha, dig, full_name_at, json_object, required
 from ci.forges.types import CommitStatus, Ignored, StatusRequest, Trigger, WebhookRejected
 from ci.pipeline.status import Status
 from ci.signatures import verify_token
@@ -40,10 +40,7 @@ def repo_name(body: bytes) -> str:
     Raises:
         WebhookRejected: the body is not JSON or names no project (400).
     """
-    name = dig(json_object(body), "project", "path_with_namespace")
-    if not isinstance(name, str) or "/" not in name:
-        raise WebhookRejected(400, "payload has no project.path_with_namespace", "missing_field")
-    return name
+    return full_name_at(body, "project", "path_with_namespace")
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:
