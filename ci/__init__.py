@@ -19,7 +19,8 @@ def create_app(test_config: Mapping[str, Any] | None = None):
 
     from ci import assets, resources
     from ci.settings import load_settings
-    from ci.views import api, badges, errors, hooks, logs, pages
+    from ci.views import (actions, api, api_builds, auth, badges, errors, hooks, logs,
+                          openapi, pages)
 
     settings = load_settings(**dict(test_config or {}))
     app = Flask(__name__, template_folder=str(Path(__file__).parent.parent / "templates"))
@@ -27,6 +28,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     resources.init_app(app, settings)
     errors.init_app(app)
     assets.init_app(app)
-    for module in (hooks, api, badges, logs, pages):
+    auth.init_app(app)
+    for module in (hooks, openapi, api, api_builds, auth, badges, logs, pages, actions):
         app.register_blueprint(module.bp)
     return app

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from ci import logs, queue, statuses, store
 from ci.forges.types import Trigger
-from ci.models import Build, Repo, utcnow
+from ci.models import Build, Job, Repo, utcnow
 from ci.pipeline.status import Status
 from ci.settings import Settings
 
@@ -76,6 +76,8 @@ def manual_trigger(repo: Repo, branch: str | None = None, sha: str | None = None
         store.StoreError: the branch does not exist or the remote cannot be read.
     """
     branch = branch or (None if sha else repo.default_branch)
+    if branch:
+        store.validate_branch(branch)
     if sha:
         sha = sha.strip().lower()
         if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
@@ -95,15 +97,17 @@ def manual_trigger(repo: Repo, branch: str | None = None, sha: str | None = None
                    branch=branch, message="manual build")
 
 
-def cancel(session: Session, redis: Redis, build: Build, who: str) -> int:
-    """Stop a build's unfinished jobs; returns how many were asked to stop.
+def cancel(session: Session, redis: Redis, build: Build, who: str,
+           only: Job | None = None) -> int:
+    """Stop a build's unfinished jobs (or just ``only``); returns how many were asked to stop.
 
     A queued job is canceled in the database at once and taken off the queue; a
     running one is told to stop through Redis and reports ``canceled`` itself (its
-    runner kills the container within moments), so its log ends properly.
+    runner kills the container within moments), so its log ends properly. The
+    build ends when its last job does.
     """
     count = 0
-    for job in build.jobs:
+    for job in build.jobs if only is None else [only]:
         status = Status(job.status)
         if status.finished:
             continue

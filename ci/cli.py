@@ -16,6 +16,7 @@ import click
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from ci import cli_users
 from ci.forges import FORGES
 from ci.settings import Settings, SettingsError, load_settings
 
@@ -43,10 +44,13 @@ def _context(migrate: bool = True) -> Context:
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Slipway: continuous integration on your own servers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Commands defined in other modules (ci.cli_users) connect through this.
+    ctx.obj = _context
 
 
 # Repositories ---------------------------------------------------------------------------
@@ -71,8 +75,11 @@ API_URL_HELP = ("The forge's API base URL, for commit statuses: https://HOST/api
 @click.option("--token-stdin", is_flag=True,
               help="Read a forge API token from standard input; commit statuses need one.")
 @click.option("--api-url", help=API_URL_HELP)
+@click.option("--private", is_flag=True,
+              help="Only users granted access (`slipway repo grant`) see it; its badge says "
+                   "unknown.")
 def repo_add(full_name: str, forge: str, clone_url: str, secret: str, default_branch: str,
-             token_stdin: bool, api_url: str | None) -> None:
+             token_stdin: bool, api_url: str | None, private: bool) -> None:
     """Register FULL_NAME (OWNER/NAME) so its webhooks start builds."""
     from ci import statuses, store
 
@@ -83,6 +90,8 @@ def repo_add(full_name: str, forge: str, clone_url: str, secret: str, default_br
             if api_url is not None:
                 statuses.validate_api_url(api_url)
             added = store.add_repo(session, full_name, forge, clone_url, secret, default_branch)
+            if private:
+                store.update_repo(session, added, private=True)
             if token is not None or api_url is not None:
                 statuses.set_forge_access(session, ctx.settings, added, token, api_url)
         except store.StoreError as exc:
@@ -131,7 +140,8 @@ def repo_list() -> None:
             click.echo("no repositories; add one with `slipway repo add`")
         for item, latest in rows:
             status = f"#{latest.number} {latest.status}" if latest else "no builds"
-            click.echo(f"{item.full_name}\t{item.forge}\t{item.clone_url}\t{status}")
+            visibility = "\tprivate" if item.private else ""
+            click.echo(f"{item.full_name}\t{item.forge}\t{item.clone_url}\t{status}{visibility}")
 
 
 @repo.command("remove")
@@ -170,7 +180,7 @@ def secret_set(full_name: str, name: str) -> None:
     """Set secret NAME of FULL_NAME to the value read from standard input."""
     from ci import secrets, store
 
-    value = click.get_text_stream("stdin").read().rstrip("\n")
+    value = sys.stdin.read().rstrip("\n")
     ctx = _context()
     with ctx.sessions() as session:
         try:
@@ -387,6 +397,12 @@ def bootstrap(stop: bool) -> None:
     else:
         click.echo(f"{settings.default_image} is not one Slipway can build; the runner "
                    "pulls it when a job needs it")
+
+
+main.add_command(cli_users.user)
+main.add_command(cli_users.token)
+repo.add_command(cli_users.repo_grant)
+repo.add_command(cli_users.repo_revoke)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Database tables: repositories, builds, jobs and steps.
+"""Database tables: repositories, builds, jobs and steps; users and what they may do.
 
 SQL is the source of truth for everything a user needs later. The schema itself
 is created and changed only by the Alembic migrations in ``ci/migrations``.
@@ -40,6 +40,8 @@ class Repo(Base):
     api_url: Mapped[str | None] = mapped_column(Text)
     last_build_number: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Only users with access see a private repository; anyone sees a public one.
+    private: Mapped[bool] = mapped_column(default=False)
 
     builds: Mapped[list[Build]] = relationship(back_populates="repo", cascade="all, delete-orphan",
                                                passive_deletes=True)
@@ -149,3 +151,46 @@ class Step(Base):
     finished_at: Mapped[datetime | None]
 
     job: Mapped[Job] = relationship(back_populates="steps")
+
+
+class User(Base):
+    """Someone who signs in to act on builds; an admin may do anything anywhere."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    #: A slow salted hash (werkzeug's scrypt), never the password.
+    password_hash: Mapped[str] = mapped_column(Text)
+    admin: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A secret that authenticates API requests as its user; only its hash is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    #: The token's first characters, so a person can tell their tokens apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+
+class RepoAccess(Base):
+    """What one user may do with one repository: ``read`` or ``write``."""
+
+    __tablename__ = "repo_access"
+
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    permission: Mapped[str] = mapped_column(String(10))
+
+    user: Mapped[User] = relationship()

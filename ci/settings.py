@@ -35,7 +35,6 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     log_limit_bytes: int = 8 * 1024 * 1024
     builds_per_page: int = 25
-    api_token: str = ""
     encryption_key: str = ""
     auto_cancel_push: bool = False
     auto_cancel_pull_requests: bool = True
@@ -107,7 +106,6 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         max_webhook_bytes=_int(env, "SLIPWAY_MAX_WEBHOOK_BYTES", 5 * 1024 * 1024),
         default_image=env.get("SLIPWAY_DEFAULT_IMAGE") or "slipway/python:3.11",
         job_timeout_seconds=timeout,
-        api_token=env.get("SLIPWAY_API_TOKEN", ""),
         encryption_key=env.get("SLIPWAY_ENCRYPTION_KEY", ""),
         log_limit_bytes=_int(env, "SLIPWAY_JOB_LOG_LIMIT_MB", 8) * 1024 * 1024,
         auto_cancel_push=_bool(env, "SLIPWAY_AUTO_CANCEL_PUSH", False),

@@ -50,7 +50,8 @@ LOCK_SECONDS = 30
 SENT_TTL_SECONDS = 30 * 86400
 #: How often a repository without a token (or API URL) is mentioned in the log.
 UNREPORTED_LOG_SECONDS = 86400
-_unreported_told: dict[int, float] = {}
+#: When each repository registration was last logged as unreported, in this process.
+_unreported_told: dict[tuple[int, object], float] = {}
 BUILD_CONTEXT = "slipway"
 
 
@@ -73,9 +74,9 @@ def _enqueue(redis: Redis, build: Build, job_id: int | None) -> None:
     if reason:
         # Once a day per process, not once per build: it is a choice, not an error. No
         # Redis call either: this runs on every webhook of every such repository.
-        now = time.monotonic()
-        if now - _unreported_told.get(build.repo_id, -UNREPORTED_LOG_SECONDS) >= UNREPORTED_LOG_SECONDS:
-            _unreported_told[build.repo_id] = now
+        now, registration = time.monotonic(), (build.repo_id, build.repo.created_at)
+        if now - _unreported_told.get(registration, -UNREPORTED_LOG_SECONDS) >= UNREPORTED_LOG_SECONDS:
+            _unreported_told[registration] = now
             log.info("no commit statuses for %s: %s", build.repo.full_name, reason)
         return
     try:

@@ -295,3 +295,142 @@ def superseded_builds(session: Session, build: Build) -> list[Build]:
     else:
         return []
     return list(session.scalars(query.options(selectinload(Build.jobs))))
+
+
+# Users, API tokens and repository access -------------------------------------------------
+
+from ci.models import ApiToken, RepoAccess, User  # noqa: E402
+
+#: What git refuses in a branch name (``git check-ref-format``), plus whitespace.
+BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$")
+
+
+def validate_branch(branch: str) -> str:
+    """Refuse names git would refuse, so they never reach ``git`` or the database."""
+    if not branch or len(branch) > 255 or BAD_BRANCH.search(branch):
+        raise StoreError(f"{branch!r} is not a branch name git accepts; e.g. main or "
+                         "release/1.2")
+    return branch
+
+
+def update_repo(session: Session, repo: Repo, default_branch: str | None = None,
+                clone_url: str | None = None, private: bool | None = None) -> Repo:
+    """Change a repository's settings (those given) and commit."""
+    if clone_url is not None:
+        if not clone_url.strip() or clone_url.strip().startswith("-"):
+            raise StoreError(f"{clone_url!r} is not a clone URL; give an https, ssh or "
+                             "file:// URL or a local path")
+        repo.clone_url = clone_url.strip()
+    if default_branch is not None:
+        repo.default_branch = validate_branch(default_branch)
+    if private is not None:
+        repo.private = private
+    session.commit()
+    return repo
+
+
+def search_builds(session: Session, repo: Repo, page: int = 1, per_page: int = 25,
+                  branch: str | None = None, status: Status | None = None,
+                  event: str | None = None) -> tuple[list[Build], int]:
+    """Like :func:`list_builds`, keeping only builds of ``branch``, ``status`` and ``event``."""
+    where = [Build.repo_id == repo.id]
+    if branch is not None:
+        where.append(Build.branch == branch)
+    if status is not None:
+        where.append(Build.status == status)
+    if event is not None:
+        where.append(Build.event == event)
+    total = session.scalar(select(func.count()).select_from(Build).where(*where)) or 0
+    builds = session.scalars(
+        select(Build).where(*where).order_by(Build.number.desc())
+        .offset((max(page, 1) - 1) * per_page).limit(per_page)
+    ).all()
+    return list(builds), total
+
+
+def add_user(session: Session, name: str, password_hash: str, admin: bool = False) -> User:
+    """Create a user and commit."""
+    if get_user(session, name) is not None:
+        raise StoreError(f"user {name} exists already; remove it first to replace it")
+    user = User(name=name, password_hash=password_hash, admin=admin)
+    session.add(user)
+    session.commit()
+    return user
+
+
+def get_user(session: Session, name: str) -> User | None:
+    return session.scalar(select(User).where(User.name == name))
+
+
+def get_user_by_id(session: Session, user_id: int) -> User | None:
+    return session.get(User, user_id)
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.name)))
+
+
+def remove_user(session: Session, name: str) -> bool:
+    """Delete a user with their tokens and access and commit; False when unknown."""
+    user = get_user(session, name)
+    if user is None:
+        return False
+    session.delete(user)
+    session.commit()
+    return True
+
+
+def add_token(session: Session, user: User, name: str, prefix: str,
+              token_hash: str) -> ApiToken:
+    """Record a new API token (its hash) and commit."""
+    token = ApiToken(user_id=user.id, name=name, prefix=prefix, token_hash=token_hash)
+    session.add(token)
+    session.commit()
+    return token
+
+
+def user_of_token(session: Session, token_hash: str) -> User | None:
+    return session.scalar(select(User).join(ApiToken, ApiToken.user_id == User.id)
+                          .where(ApiToken.token_hash == token_hash))
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).options(selectinload(ApiToken.user))
+                                .order_by(ApiToken.id)))
+
+
+def remove_token(session: Session, token_id: int) -> bool:
+    """Delete an API token and commit; False when unknown."""
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        return False
+    session.delete(token)
+    session.commit()
+    return True
+
+
+def set_access(session: Session, repo: Repo, user: User, permission: str) -> None:
+    """Give ``user`` ``permission`` on ``repo`` (replacing what they had) and commit."""
+    session.merge(RepoAccess(repo_id=repo.id, user_id=user.id, permission=permission))
+    session.commit()
+
+
+def remove_access(session: Session, repo: Repo, user: User) -> bool:
+    """Take away ``user``'s access to ``repo`` and commit; False when they had none."""
+    access = session.get(RepoAccess, (repo.id, user.id))
+    if access is None:
+        return False
+    session.delete(access)
+    session.commit()
+    return True
+
+
+def access_of(session: Session, repo: Repo, user: User) -> str | None:
+    """The permission ``user`` was granted on ``repo``, or None."""
+    return session.scalar(select(RepoAccess.permission)
+                          .where(RepoAccess.repo_id == repo.id, RepoAccess.user_id == user.id))
+
+
+def granted_repo_ids(session: Session, user: User) -> set[int]:
+    """The repositories ``user`` was given any access to."""
+    return set(session.scalars(select(RepoAccess.repo_id).where(RepoAccess.user_id == user.id)))

@@ -37,10 +37,11 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Self, TypeVar
 
 import docker
 import requests
@@ -134,7 +135,7 @@ def wait_until(predicate: Callable[[], T], seconds: float, what: str,
 def run(*command: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     """Run a command to completion; its stderr becomes the error when it fails."""
     done = subprocess.run([str(part) for part in command], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise BenchError(f"{' '.join(map(str, command))} exited {done.returncode}: "
                          f"{(done.stderr or done.stdout).strip()}")
@@ -171,6 +172,7 @@ def epoch(iso: str | None) -> float:
 
 
 def median_ms(seconds: list[float]) -> float:
+    """The median of durations in seconds, in milliseconds as the table shows them."""
     return statistics.median(seconds) * 1000
 
 
@@ -184,9 +186,10 @@ class TinyRepo:
         self._git("config", "user.email", "bench@example.com")
         self._git("config", "user.name", "Bench")
         self.commits = 0
-        self.commit({"test_tiny.py": TEST_FILE, ".slipway.yml": PYTEST_CONFIG})
+        self.head = self.commit({"test_tiny.py": TEST_FILE, ".slipway.yml": PYTEST_CONFIG})
 
     def _git(self, *args: str) -> str:
+        """Run git in the repository; its output."""
         return run("git", *args, cwd=self.path)
 
     def commit(self, files: dict[str, str] | None = None) -> str:
@@ -196,7 +199,8 @@ class TinyRepo:
             (self.path / name).write_text(text)
         self._git("add", "-A")
         self._git("commit", "-q", "-m", f"change {self.commits}")
-        return self._git("rev-parse", "HEAD")
+        self.head = self._git("rev-parse", "HEAD")
+        return self.head
 
 
 # The stack under test -------------------------------------------------------------------
@@ -248,7 +252,7 @@ class Stack:
                         SLIPWAY_BASE_URL=self.base, SLIPWAY_RUNNERS=str(RUNNERS),
                         PORT=str(self.port))
 
-    def __enter__(self) -> Stack:
+    def __enter__(self) -> Self:
         try:
             self._start()
         except BaseException:
@@ -261,11 +265,10 @@ class Stack:
 
     def _spawn(self, name: str, *command: str | Path) -> subprocess.Popen:
         """Start a process in its own session, so that it and its children stop together."""
-        output = open(self.workdir / f"{name}.log", "wb")
-        process = subprocess.Popen([str(part) for part in command], cwd=ROOT, env=self.env,
-                                   stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        output.close()
+        with open(self.workdir / f"{name}.log", "wb") as output:
+            process = subprocess.Popen([str(part) for part in command], cwd=ROOT, env=self.env,
+                                       stdout=output, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
         self.processes.append((name, process))
         return process
 
@@ -305,18 +308,21 @@ class Stack:
         wait_until(lambda: self.check() or ready(), START_SECONDS, what)
 
     def _pings(self) -> bool:
+        """Whether the stack's Redis answers (it refuses connections while it starts)."""
         try:
             return bool(self.redis.ping())
         except RedisError:
             return False
 
     def _web_answers(self) -> bool:
+        """Whether gunicorn serves the app (workers import it after the port is bound)."""
         try:
             return self.http.get(f"{self.base}/api/repos", timeout=2).status_code == 200
         except requests.RequestException:
             return False
 
     def _recorder_listens(self) -> bool:
+        """Whether the recorder joined the events stream, so no runner event waits for it."""
         try:
             groups = self.redis.xinfo_groups(keys.EVENTS_STREAM)
         except ResponseError:  # the stream does not exist yet
@@ -357,8 +363,11 @@ class Stack:
         wait_until(lambda: not self._job_containers(), BUILD_SECONDS, "job containers removed")
 
     def api(self, path: str) -> dict:
-        response = self.http.get(f"{self.base}/api/repos/{REPO}{path}", timeout=10)
-        response.raise_for_status()
+        """GET a path of bench/tiny's JSON API; an error status ends the bench, saying why."""
+        url = f"/api/repos/{REPO}{path}"
+        response = self.http.get(self.base + url, timeout=10)
+        if not response.ok:
+            raise BenchError(f"GET {url} answered {response.status_code}: {response.text[:500]}")
         return response.json()
 
     def wait_passed(self, number: int) -> dict:
@@ -382,6 +391,8 @@ class Stack:
 
 @dataclass
 class Ingest:
+    """Webhooks answered 202 per second, how many were, and how many builds the API counts."""
+
     per_second: float
     accepted: int
     recorded: int
@@ -389,17 +400,21 @@ class Ingest:
 
 @dataclass
 class EndToEnd:
-    e2e: list[float]
-    floor: list[float]
-    to_202: list[float]
-    to_started: list[float]
-    job: list[float]
-    step: list[float]
-    to_seen: list[float]
+    """Seconds per build: push to passed, the floor, and the legs the push took."""
+
+    e2e: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
+    to_202: list[float] = field(default_factory=list)
+    to_started: list[float] = field(default_factory=list)
+    job: list[float] = field(default_factory=list)
+    step: list[float] = field(default_factory=list)
+    to_seen: list[float] = field(default_factory=list)
 
 
 @dataclass
 class LogLag:
+    """Seconds from each printed line to its arrival at the SSE client."""
+
     lags: list[float]
 
 
@@ -437,9 +452,9 @@ def measure_ingest(stack: Stack, sha: str) -> Ingest:
     elapsed = time.perf_counter() - began
     if len(statuses) != INGEST_WEBHOOKS:
         raise BenchError(f"only {len(statuses)} of {INGEST_WEBHOOKS} webhooks were answered")
-    recorded = stack.api("/builds?per_page=1")["total"]
-    return Ingest(per_second=INGEST_WEBHOOKS / elapsed, accepted=statuses.count(202),
-                  recorded=recorded)
+    accepted = statuses.count(202)
+    return Ingest(per_second=accepted / elapsed, accepted=accepted,
+                  recorded=stack.api("/builds?per_page=1")["total"])
 
 
 def push_build(stack: Stack, repo: TinyRepo, files: dict[str, str] | None = None
@@ -467,10 +482,10 @@ def measure_floor(repo: TinyRepo, scratch: Path) -> float:
 
 
 def measure_end_to_end(stack: Stack, repo: TinyRepo, scratch: Path) -> EndToEnd:
-    """A warm-up build, then 10 pushes each followed by a floor run, so both see the same machine."""
+    """A warm-up build, then 10 pushes, each followed by a floor run on the same machine state."""
     stack.wait_passed(push_build(stack, repo)[0])
     stack.wait_quiet()
-    result = EndToEnd([], [], [], [], [], [], [])
+    result = EndToEnd()
     for _ in range(E2E_BUILDS):
         number, sent, answered = push_build(stack, repo)
         build = stack.wait_passed(number)
@@ -544,6 +559,7 @@ def measure_log_lag(stack: Stack, repo: TinyRepo) -> LogLag:
 # Report ---------------------------------------------------------------------------------
 
 def verdict(ok: bool) -> str:
+    """The table's word for whether a result meets its target."""
     return "PASS" if ok else "MISS"
 
 
@@ -651,14 +667,14 @@ data directory (`slipway db upgrade`), a git repository with one passing test an
 
 def report(table_text: str, facts: list[str], processes: dict[str, str]) -> str:
     """The page written to docs/benchmarks.md."""
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = "\n".join(f"- {fact}" for fact in facts)
     return (f"# Benchmarks\n\nMeasured by `make bench` (`.venv/bin/python -m tests.bench`) on "
             f"{when}; running it again rewrites this page.\n\n## Machine\n\n{machine}\n\n"
             f"## Results\n\n{table_text}\n\n{method(processes)}")
 
 
-def main() -> int:
+def main() -> None:
     """Run the three measurements on isolated stacks; print and write the report."""
     facts = machine_facts()
     with tempfile.TemporaryDirectory(prefix="slipway-bench-") as temp:
@@ -666,7 +682,7 @@ def main() -> int:
         repo = TinyRepo(workdir / "tiny")
         with Stack(workdir / "ingest", repo, runners=False) as stack:
             print(f"ingest: {INGEST_WEBHOOKS} webhooks from {INGEST_CLIENTS} clients", flush=True)
-            ingest = measure_ingest(stack, run("git", "rev-parse", "HEAD", cwd=repo.path))
+            ingest = measure_ingest(stack, repo.head)
             stack.check()
         with Stack(workdir / "builds", repo, runners=True) as stack:
             print(f"end to end: warm-up, then {E2E_BUILDS} builds and floor runs", flush=True)
@@ -679,11 +695,10 @@ def main() -> int:
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(report(table_text, facts, procfile()))
     print(f"written to {REPORT.relative_to(ROOT)}")
-    return 0
 
 
 if __name__ == "__main__":
     try:
-        sys.exit(main())
+        main()
     except BenchError as error:
         sys.exit(f"bench failed: {error}")

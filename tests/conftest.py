@@ -282,3 +282,59 @@ def build_with(client, git_repo, registered, session, resources, redis_client):
 
 def log_of(resources, job) -> str:
     return to_text(logs.read_archive(resources.settings.log_dir, job.id))
+
+
+PASSWORD = "correct horse battery"
+
+
+def add_user(session, name: str, admin: bool = False, grants: dict | None = None):
+    """A user with :data:`PASSWORD`, granted ``{repo: "read" | "write"}``."""
+    from ci import access, users
+
+    user = users.add_user(session, name, PASSWORD, admin=admin)
+    for repo, permission in (grants or {}).items():
+        access.grant(session, repo, user, permission)
+    return user
+
+
+def token_headers(session, user) -> dict[str, str]:
+    from ci import users
+
+    _token, plain = users.create_token(session, user, "tests")
+    return {"Authorization": f"Bearer {plain}"}
+
+
+@pytest.fixture
+def api_token(session, registered) -> dict[str, str]:
+    """Headers authenticating as ``dev``, a user with write access to ``registered``."""
+    return token_headers(session, add_user(session, "dev", grants={registered: "write"}))
+
+
+def csrf_of(client, path: str = "/login") -> str:
+    """The session's CSRF token, as the page at ``path`` puts it in its forms."""
+    page = client.get(path).get_data(as_text=True)
+    start = page.index('name="csrf_token" value="') + len('name="csrf_token" value="')
+    return page[start:page.index('"', start)]
+
+
+def sign_in(client, name: str, password: str = PASSWORD):
+    return client.post("/login", data={"name": name, "password": password,
+                                       "csrf_token": csrf_of(client)})
+
+
+@pytest.fixture
+def cli(tmp_path, redis_url, redis_client, monkeypatch):
+    """Run ``slipway`` in this process against a database of its own and the test Redis."""
+    from click.testing import CliRunner
+
+    from ci.cli import main
+
+    monkeypatch.setenv("SLIPWAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SLIPWAY_REDIS_URL", redis_url)
+    monkeypatch.setenv("SLIPWAY_BASE_URL", "http://ci.test")
+    runner = CliRunner()
+
+    def run(*args: str, stdin: str | None = None):
+        return runner.invoke(main, list(args), input=stdin, catch_exceptions=False)
+
+    return run

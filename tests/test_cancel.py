@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import replace
 
 import pytest
 from rq import Queue
@@ -12,17 +11,13 @@ from sqlalchemy import select
 
 from ci.models import Build
 from ci.pipeline import keys
-from tests.conftest import GITHUB, IMAGE, SLIPWAY, post_hook, push_payload, wait_for
-
-TOKEN = "t0ken"
+from tests.conftest import (GITHUB, IMAGE, SLIPWAY, add_user, post_hook, push_payload,
+                            token_headers, wait_for)
 
 
 @pytest.fixture
-def api(client, resources):
-    resources.settings = replace(resources.settings, api_token=TOKEN)
-
-    def post(path: str, token: str | None = TOKEN):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+def api(client, api_token):
+    def post(path: str, headers: dict[str, str] = api_token):
         return client.post(f"/api/repos/octo/project/builds/{path}", headers=headers)
 
     return post
@@ -33,14 +28,20 @@ def build(session, number: int) -> Build:
     return session.scalar(select(Build).where(Build.number == number))
 
 
-def test_actions_need_the_api_token(client, registered, api, resources):
+def test_actions_need_a_token_of_a_user_with_write_access(client, registered, api, session):
     post_hook(client, push_payload("octo/project", "c" * 40))
-    assert api("1/cancel", token=None).status_code == 401
-    assert api("1/cancel", token="wrong").status_code == 401
-    resources.settings = replace(resources.settings, api_token="")
-    refused = api("1/cancel")
+    assert api("1/cancel", headers={}).status_code == 401
+    wrong = api("1/cancel", headers={"Authorization": "Bearer slp_wrong"})
+    assert wrong.status_code == 401
+    assert wrong.get_json()["error"]["message"].startswith("this API token is unknown")
+    reader = token_headers(session, add_user(session, "reader", grants={registered: "read"}))
+    refused = api("1/cancel", headers=reader)
     assert refused.status_code == 403
-    assert "set SLIPWAY_API_TOKEN" in refused.get_json()["error"]["message"]
+    assert refused.get_json()["error"] == {
+        "code": "forbidden",
+        "message": "reader may not change octo/project; an admin can allow it: "
+                   "`slipway repo grant octo/project reader --permission write`"}
+    assert build(session, 1).status == "queued"
 
 
 def test_a_queued_job_never_starts(client, registered, api, session, redis_client, run_queue):
@@ -49,7 +50,7 @@ def test_a_queued_job_never_starts(client, registered, api, session, redis_clien
     assert response.status_code == 202
     assert response.get_json()["canceled_jobs"] == 1
     assert build(session, 1).status == "canceled"
-    assert build(session, 1).jobs[0].error == "canceled by the API"
+    assert build(session, 1).jobs[0].error == "canceled by dev"
     assert len(Queue(keys.JOBS_QUEUE, connection=redis_client)) == 0
     run_queue()
     assert redis_client.xlen(keys.EVENTS_STREAM) == 0
@@ -79,10 +80,10 @@ def test_cancel_stops_a_running_container_within_5_seconds(
     run_queue()  # records the runner's events
     finished = build(session, 1)
     assert finished.status == "canceled"
-    assert finished.jobs[0].error == "canceled by the API"
+    assert finished.jobs[0].error == "canceled by dev"
     assert stopped_in < 5
     log = client.get("/octo/project/builds/1/jobs/1/log.txt").get_data(as_text=True)
-    assert "canceled by the API" in log
+    assert "canceled by dev" in log
 
 
 @pytest.mark.docker

@@ -1,24 +1,9 @@
 """The ``slipway`` command against a real database, Redis and git repository."""
 
 import pytest
-from click.testing import CliRunner
 from rq import Queue
 
-from ci.cli import main
 from ci.pipeline import keys
-
-
-@pytest.fixture
-def cli(tmp_path, redis_url, redis_client, monkeypatch):
-    monkeypatch.setenv("SLIPWAY_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SLIPWAY_REDIS_URL", redis_url)
-    monkeypatch.setenv("SLIPWAY_BASE_URL", "http://ci.test")
-    runner = CliRunner()
-
-    def run(*args: str):
-        return runner.invoke(main, list(args), catch_exceptions=False)
-
-    return run
 
 
 def test_repo_add_list_remove(cli, git_repo):
@@ -64,3 +49,16 @@ def test_trigger_builds_the_branch_head_or_a_sha(cli, git_repo, redis_client):
     assert "branch 'nope' does not exist in" in unknown.output
     bad_sha = cli("trigger", "octo/project", "--sha", "$(id)")
     assert "is not a full commit sha" in bad_sha.output
+
+
+def test_secret_set_list_remove(cli, git_repo):
+    cli("repo", "add", "octo/project", "--clone-url", str(git_repo.path), "--secret", "s")
+    assert cli("secret", "set", "octo/project", "DEPLOY_TOKEN",
+               stdin="v4lue-from-stdin\n").exit_code == 0
+    listed = cli("secret", "list", "octo/project")
+    assert listed.output == "DEPLOY_TOKEN\n"
+    assert "v4lue" not in listed.output
+    bad = cli("secret", "set", "octo/project", "lower", stdin="x" * 8)
+    assert bad.exit_code == 1 and "is not a secret name" in bad.output
+    assert cli("secret", "remove", "octo/project", "DEPLOY_TOKEN").exit_code == 0
+    assert cli("secret", "list", "octo/project").output == ""

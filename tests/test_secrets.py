@@ -3,7 +3,6 @@ and never visible in the live stream or the archived log."""
 
 import base64
 import json
-from dataclasses import replace
 
 import pytest
 import requests
@@ -94,9 +93,8 @@ def test_a_pull_request_from_a_fork_gets_no_secrets(
     assert "first half" not in text
 
 
-def test_the_api_lists_names_and_never_values(client, with_secret, resources):
-    resources.settings = replace(resources.settings, api_token="tok")
-    auth = {"Authorization": "Bearer tok"}
+def test_the_api_lists_names_and_never_values(client, with_secret, api_token):
+    auth = api_token
     listed = client.get("/api/repos/octo/project/secrets", headers=auth)
     assert listed.get_json() == {"secrets": ["DEPLOY_TOKEN"]}
     assert VALUE not in listed.get_data(as_text=True)

@@ -1,116 +1,151 @@
-"""The JSON read API under ``/api/``."""
+"""The JSON API under ``/api/``: repositories, their secrets and badges, and who asks.
+
+Builds, jobs and logs are in ``ci.views.api_builds``; ``ci.views.openapi``
+describes every route. Reads of a private repository, and every change, need a
+user: an API token (``Authorization: Bearer``) or the session cookie of a page.
+"""
 
 from __future__ import annotations
 
-import hmac
+from typing import Any
 
-from flask import Blueprint, abort, request
+from flask import Blueprint, abort, request, url_for
 
-from ci import builds, secrets, store
-from ci.resources import redis, session, settings, write_session
-from ci.views.lookup import build_or_404, repo_or_404
-from ci.views.present import build_json, repo_json
+from ci import access, secrets, store
+from ci.models import Repo
+from ci.resources import session, settings, write_session
+from ci.views.auth import current_user, require_admin, unauthorized
+from ci.views.badges import shown_state
+from ci.views.lookup import MAX_PAGE, repo_or_404, writable_repo
+from ci.views.present import repo_json
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 MAX_PER_PAGE = 100
 
 
-def _page_args() -> tuple[int, int]:
+def page_args() -> tuple[int, int]:
     try:
         page = int(request.args.get("page", 1))
         per_page = int(request.args.get("per_page", settings().builds_per_page))
     except ValueError:
         abort(400, description="page and per_page must be whole numbers")
-    return max(page, 1), min(max(per_page, 1), MAX_PER_PAGE)
+    return min(max(page, 1), MAX_PAGE), min(max(per_page, 1), MAX_PER_PAGE)
+
+
+def json_object(fields: dict[str, type], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The request's JSON object, holding only ``fields`` of their types and all ``required``."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, description="send a JSON object with Content-Type: application/json; "
+                               f"fields: {', '.join(fields)}")
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        abort(400, description=f"unknown field(s) {', '.join(unknown)}; "
+                               f"known: {', '.join(fields)}")
+    for key in required:
+        if key not in body:
+            abort(400, description=f"{key} is missing")
+    for key, value in body.items():
+        # bool is an int in Python, and an int is no bool: compare types exactly.
+        if type(value) is not fields[key]:
+            abort(400, description=f"{key} must be a {_JSON_TYPES[fields[key]]}")
+        if isinstance(value, str) and "\x00" in value:
+            abort(400, description=f"{key} contains a NUL character")
+    return body
+
+
+_JSON_TYPES = {str: "string", bool: "boolean (true or false)"}
+
+
+def _repo_answer(repo: Repo) -> dict[str, Any]:
+    latest, _total = store.list_builds(session(), repo, 1, 1)
+    data = repo_json(repo, latest[0] if latest else None, settings().base_url)
+    # Only readable repositories are answered: who has no grant reads a public one.
+    granted = access.permission(session(), current_user(), repo) or access.Permission.READ
+    data["permission"] = str(granted)
+    return data
+
+
+@bp.get("/user")
+def whoami():
+    user = current_user()
+    if user is None:
+        raise unauthorized("nobody is signed in; send `Authorization: Bearer <token>`")
+    return {"name": user.name, "admin": user.admin}
 
 
 @bp.get("/repos")
 def repos():
     base = settings().base_url
-    return {"repos": [repo_json(repo, latest, base)
-                      for repo, latest in store.list_repos(session())]}
+    rows = access.visible(session(), current_user(), store.list_repos(session()))
+    return {"repos": [repo_json(repo, latest, base) for repo, latest in rows]}
 
 
-@bp.get("/repos/<owner>/<name>/builds")
-def list_builds(owner: str, name: str):
-    repo = repo_or_404(owner, name)
-    page, per_page = _page_args()
-    items, total = store.list_builds(session(), repo, page, per_page)
-    base = settings().base_url
-    return {"builds": [build_json(build, base, repo) for build in items],
-            "page": page, "per_page": per_page, "total": total}
-
-
-@bp.get("/repos/<owner>/<name>/builds/<int:number>")
-def get_build(owner: str, name: str, number: int):
-    repo, found = build_or_404(owner, name, number)
-    return build_json(found, settings().base_url, repo, with_jobs=True)
-
-
-def _require_token() -> None:
-    """Actions need ``Authorization: Bearer $SLIPWAY_API_TOKEN``; without one set, none are allowed."""
-    expected = settings().api_token
-    if not expected:
-        abort(403, description="actions through the API are disabled; set SLIPWAY_API_TOKEN "
-                               "on the server and send it as a Bearer token")
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        abort(401, description="send Authorization: Bearer <token> with the server's "
-                               "SLIPWAY_API_TOKEN")
-
-
-def _action_build(owner: str, name: str, number: int):
-    _require_token()
-    repo = repo_or_404(owner, name)
-    found = store.get_build(write_session(), repo, number)
-    if found is None:
-        abort(404, description=f"{repo.full_name} has no build #{number}")
-    return repo, found
-
-
-@bp.post("/repos/<owner>/<name>/builds/<int:number>/cancel")
-def cancel(owner: str, name: str, number: int):
-    repo, found = _action_build(owner, name, number)
-    count = builds.cancel(write_session(), redis(), found, "the API")
-    return {"canceled_jobs": count,
-            "build": build_json(found, settings().base_url, repo, with_jobs=True)}, 202
-
-
-@bp.post("/repos/<owner>/<name>/builds/<int:number>/restart")
-def restart(owner: str, name: str, number: int):
-    repo, found = _action_build(owner, name, number)
+@bp.post("/repos")
+def add_repo():
+    require_admin("register repositories")
+    body = json_object({"full_name": str, "forge": str, "clone_url": str, "secret": str,
+                        "default_branch": str, "private": bool},
+                       required=("full_name", "clone_url", "secret"))
+    db_session = write_session()
+    if store.get_repo(db_session, body["full_name"]) is not None:
+        abort(409, description=f"{body['full_name']} is already registered")
     try:
-        accepted = builds.restart(write_session(), redis(), settings(), found)
+        store.validate_branch(body.get("default_branch", "main"))
+        repo = store.add_repo(db_session, body["full_name"], body.get("forge", "github"),
+                              body["clone_url"], body["secret"],
+                              body.get("default_branch", "main"))
+        if body.get("private"):
+            store.update_repo(db_session, repo, private=True)
     except store.StoreError as exc:
-        abort(409, description=str(exc))
-    return build_json(accepted.build, settings().base_url, repo), 201
+        abort(400, description=str(exc))
+    data = _repo_answer(repo)
+    data["webhook_url"] = f"{settings().base_url}/hooks/{repo.forge}"
+    return data, 201, {"Location": url_for("api.get_repo", owner=repo.owner, name=repo.name)}
 
 
-@bp.post("/repos/<owner>/<name>/builds/<int:number>/rerun-failed")
-def rerun_failed(owner: str, name: str, number: int):
-    repo, found = _action_build(owner, name, number)
+@bp.get("/repos/<owner>/<name>")
+def get_repo(owner: str, name: str):
+    return _repo_answer(repo_or_404(owner, name))
+
+
+@bp.patch("/repos/<owner>/<name>")
+def update_repo(owner: str, name: str):
+    repo = writable_repo(owner, name)
+    body = json_object({"default_branch": str, "clone_url": str, "private": bool})
     try:
-        count = builds.rerun_failed(write_session(), redis(), settings(), found)
+        store.update_repo(write_session(), repo, **body)
     except store.StoreError as exc:
-        abort(409, description=str(exc))
-    return {"rerun_jobs": count,
-            "build": build_json(found, settings().base_url, repo, with_jobs=True)}, 202
+        abort(400, description=str(exc))
+    return _repo_answer(repo)
+
+
+@bp.delete("/repos/<owner>/<name>")
+def remove_repo(owner: str, name: str):
+    repo = repo_or_404(owner, name)
+    require_admin("remove repositories")
+    store.remove_repo(write_session(), repo.full_name)
+    return "", 204
+
+
+@bp.get("/repos/<owner>/<name>/badge")
+def badge(owner: str, name: str):
+    repo = repo_or_404(owner, name)
+    branch = request.args.get("branch")
+    url = url_for("badges.badge", owner=repo.owner, name=repo.name, branch=branch)
+    return {"state": shown_state(repo, branch), "url": settings().base_url + url}
 
 
 @bp.get("/repos/<owner>/<name>/secrets")
 def list_secrets(owner: str, name: str):
-    _require_token()
-    return {"secrets": secrets.names(repo_or_404(owner, name))}
+    return {"secrets": secrets.names(writable_repo(owner, name))}
 
 
 @bp.put("/repos/<owner>/<name>/secrets/<secret_name>")
 def put_secret(owner: str, name: str, secret_name: str):
-    _require_token()
-    repo = store.get_repo(write_session(), f"{owner}/{name}") or repo_or_404(owner, name)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("value"), str):
-        abort(400, description='send a JSON object {"value": "..."}')
+    repo = writable_repo(owner, name)
+    body = json_object({"value": str}, required=("value",))
     try:
         secrets.set_secret(write_session(), settings(), repo, secret_name, body["value"])
     except store.StoreError as exc:
@@ -120,8 +155,7 @@ def put_secret(owner: str, name: str, secret_name: str):
 
 @bp.delete("/repos/<owner>/<name>/secrets/<secret_name>")
 def delete_secret(owner: str, name: str, secret_name: str):
-    _require_token()
-    repo = store.get_repo(write_session(), f"{owner}/{name}") or repo_or_404(owner, name)
+    repo = writable_repo(owner, name)
     if not secrets.remove_secret(write_session(), repo, secret_name):
         abort(404, description=f"{repo.full_name} has no secret {secret_name}")
     return {"secrets": secrets.names(repo)}, 200

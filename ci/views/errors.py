@@ -19,7 +19,11 @@ def init_app(app: Flask) -> None:
         message = exc.description or exc.name
         if exc.code == 413:
             message = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
+        # Keep what the client needs to react: Retry-After, WWW-Authenticate, Allow.
+        headers = [(key, value) for key, value in exc.get_headers()
+                   if key.lower() != "content-type"]
         if request.path.startswith(JSON_PREFIXES):
-            return json_error(exc.code or 500, message, code)
+            body, status = json_error(exc.code or 500, message, code)
+            return body, status, headers
         return render_template("error.html", status=exc.code, title=exc.name,
-                               message=message), exc.code
+                               message=message), exc.code, headers

@@ -11,12 +11,13 @@ import math
 
 from flask import Blueprint, Response, make_response, render_template, request
 
-from ci import logs, store
+from ci import access, logs, store
 from ci.logview import LogRenderer
 from ci.pipeline.status import Status
 from ci.resources import redis, session, settings
 from ci.views import present
-from ci.views.lookup import build_or_404, repo_or_404
+from ci.views.auth import current_user
+from ci.views.lookup import MAX_PAGE, build_or_404, repo_or_404
 
 bp = Blueprint("pages", __name__)
 
@@ -28,21 +29,22 @@ def helpers() -> dict:
 
 @bp.get("/")
 def index() -> str:
-    return render_template("index.html", repos=store.list_repos(session()))
+    rows = access.visible(session(), current_user(), store.list_repos(session()))
+    return render_template("index.html", repos=rows)
 
 
 @bp.get("/<owner>/<name>")
 def repo_page(owner: str, name: str) -> str:
     repo = repo_or_404(owner, name)
     try:
-        page = max(int(request.args.get("page", 1)), 1)
+        page = min(max(int(request.args.get("page", 1)), 1), MAX_PAGE)
     except ValueError:
         page = 1
     per_page = settings().builds_per_page
     builds, total = store.list_builds(session(), repo, page, per_page)
     pages = max(math.ceil(total / per_page), 1)
     return render_template("repo.html", repo=repo, builds=builds, page=page, pages=pages,
-                           total=total)
+                           total=total, can_write=access.can_write(session(), current_user(), repo))
 
 
 @bp.get("/<owner>/<name>/builds/<int:number>")
@@ -57,11 +59,15 @@ def build_page(owner: str, name: str, number: int) -> Response:
             "last_id": entries[-1].id if entries else "0-0",
             "live": not Status(job.status).finished,
         })
-    html = render_template("build.html", repo=repo, build=build, jobs=jobs)
+    html = render_template("build.html", repo=repo, build=build, jobs=jobs,
+                           grid=present.job_grid(build.jobs),
+                           can_write=access.can_write(session(), current_user(), repo))
     response = make_response(html)
     if Status(build.status).finished and all(job.log_archived for job in build.jobs):
         response.set_etag(hashlib.sha256(html.encode()).hexdigest()[:20])
-        response.headers["Cache-Control"] = "no-cache"
+        # A signed-in user's page holds their CSRF token; a private one, private builds.
+        personal = current_user() is not None or repo.private
+        response.headers["Cache-Control"] = "private, no-cache" if personal else "no-cache"
         return response.make_conditional(request)
     response.headers["Cache-Control"] = "no-store"
     return response

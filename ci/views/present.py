@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -54,6 +56,7 @@ def trigger_label(build: Build) -> str:
 def repo_json(repo: Repo, latest: Build | None, base_url: str) -> dict[str, Any]:
     return {
         "full_name": repo.full_name, "forge": repo.forge, "default_branch": repo.default_branch,
+        "private": repo.private,
         "url": f"{base_url}/{repo.full_name}",
         "badge_url": f"{base_url}/{repo.full_name}/badge.svg",
         "latest_build": build_json(latest, base_url, repo) if latest else None,
@@ -96,3 +99,28 @@ def step_json(step: Step) -> dict[str, Any]:
         "finished_at": iso(step.finished_at),
         "duration_seconds": seconds_between(step.started_at, step.finished_at),
     }
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A two-axis matrix laid out as a table: one row per value of the first axis."""
+
+    row_axis: str
+    column_axis: str
+    rows: list[str]
+    columns: list[str]
+    jobs: dict[tuple[str, str], Job]
+
+
+def job_grid(jobs: list[Job]) -> Grid | None:
+    """The jobs as a grid when every cell names the same two axes, else None."""
+    cells = [json.loads(job.cell or "{}") for job in jobs]
+    axes = list(cells[0]) if cells else []
+    if len(axes) != 2 or any(set(cell) != set(axes) for cell in cells):
+        return None
+    row_axis, column_axis = axes
+    return Grid(row_axis=row_axis, column_axis=column_axis,
+                rows=list(dict.fromkeys(cell[row_axis] for cell in cells)),
+                columns=list(dict.fromkeys(cell[column_axis] for cell in cells)),
+                jobs={(cell[row_axis], cell[column_axis]): job
+                      for cell, job in zip(cells, jobs)})

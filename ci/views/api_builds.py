@@ -1,0 +1,159 @@
+"""The JSON API of builds, jobs and logs: list, read, trigger, cancel, restart, rerun.
+
+Actions call the build service (``ci.builds``) exactly as the pages and the CLI do.
+A job's log can be tailed: ``GET …/log?offset=N`` answers the bytes from ``N`` on
+and ``X-Next-Offset`` (where to ask from next); ``X-Log-Complete: true`` says the
+job has finished and nothing more will come.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, request, url_for
+from redis.exceptions import RedisError
+
+from ci import builds, logs, store
+from ci.models import Build, Repo
+from ci.pipeline.logformat import to_text
+from ci.pipeline.status import Status
+from ci.resources import redis, session, settings, write_session
+from ci.views.api import json_object, page_args
+from ci.views.auth import current_user
+from ci.views.lookup import build_or_404, job_or_404, repo_or_404, writable_repo
+from ci.views.present import build_json, job_json
+
+bp = Blueprint("api_builds", __name__, url_prefix="/api")
+
+BUILD = "/repos/<owner>/<name>/builds/<int:number>"
+JOB = BUILD + "/jobs/<int:job_number>"
+EVENTS = ("push", "tag", "pull_request", "manual")
+
+
+def _build_url(repo: Repo, build: Build) -> str:
+    return url_for("api_builds.get_build", owner=repo.owner, name=repo.name, number=build.number)
+
+
+def _one_of(arg: str, allowed: tuple[str, ...]) -> str | None:
+    value = request.args.get(arg) or None
+    if value is not None and value not in allowed:
+        abort(400, description=f"{arg} {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+@bp.get("/repos/<owner>/<name>/builds")
+def list_builds(owner: str, name: str):
+    repo = repo_or_404(owner, name)
+    page, per_page = page_args()
+    status = _one_of("status", tuple(Status))
+    branch = request.args.get("branch") or None
+    if branch is not None:
+        try:
+            store.validate_branch(branch)
+        except store.StoreError as exc:
+            abort(400, description=str(exc))
+    items, total = store.search_builds(session(), repo, page, per_page, branch=branch,
+                                       status=Status(status) if status else None,
+                                       event=_one_of("event", EVENTS))
+    base = settings().base_url
+    return {"builds": [build_json(build, base, repo) for build in items],
+            "page": page, "per_page": per_page, "total": total}
+
+
+@bp.post("/repos/<owner>/<name>/builds")
+def trigger(owner: str, name: str):
+    repo = writable_repo(owner, name)
+    body = json_object({"branch": str, "sha": str})
+    try:
+        wanted = builds.manual_trigger(repo, branch=body.get("branch"), sha=body.get("sha"))
+    except store.StoreError as exc:
+        abort(400, description=str(exc))
+    accepted = builds.accept(write_session(), redis(), settings(), repo, wanted)
+    data = build_json(accepted.build, settings().base_url, repo, with_jobs=True)
+    data["queued"] = accepted.enqueued
+    return data, 201, {"Location": _build_url(repo, accepted.build)}
+
+
+@bp.get(BUILD)
+def get_build(owner: str, name: str, number: int):
+    repo, found = build_or_404(owner, name, number)
+    return build_json(found, settings().base_url, repo, with_jobs=True)
+
+
+def _writable_build(owner: str, name: str, number: int) -> tuple[Repo, Build]:
+    repo = writable_repo(owner, name)
+    found = store.get_build(write_session(), repo, number)
+    if found is None:
+        abort(404, description=f"{repo.full_name} has no build #{number}")
+    return repo, found
+
+
+def _cancel(owner: str, name: str, number: int, job_number: int | None):
+    repo, found = _writable_build(owner, name, number)
+    job = None
+    if job_number is not None:
+        job = store.job_of_build(found, job_number)
+        if job is None:
+            abort(404, description=f"build #{number} of {repo.full_name} has no job {job_number}")
+    try:
+        count = builds.cancel(write_session(), redis(), found, current_user().name, only=job)
+    except RedisError:
+        abort(503, description="Redis, which tells runners to stop, does not answer; nothing "
+                               "was canceled; try again in a moment")
+    return {"canceled_jobs": count,
+            "build": build_json(found, settings().base_url, repo, with_jobs=True)}, 202
+
+
+@bp.post(BUILD + "/cancel")
+def cancel(owner: str, name: str, number: int):
+    return _cancel(owner, name, number, None)
+
+
+@bp.post(BUILD + "/restart")
+def restart(owner: str, name: str, number: int):
+    repo, found = _writable_build(owner, name, number)
+    try:
+        accepted = builds.restart(write_session(), redis(), settings(), found)
+    except store.StoreError as exc:
+        abort(409, description=str(exc))
+    return (build_json(accepted.build, settings().base_url, repo), 201,
+            {"Location": _build_url(repo, accepted.build)})
+
+
+@bp.post(BUILD + "/rerun-failed")
+def rerun_failed(owner: str, name: str, number: int):
+    repo, found = _writable_build(owner, name, number)
+    try:
+        count = builds.rerun_failed(write_session(), redis(), settings(), found)
+    except store.StoreError as exc:
+        abort(409, description=str(exc))
+    return {"rerun_jobs": count,
+            "build": build_json(found, settings().base_url, repo, with_jobs=True)}, 202
+
+
+@bp.get(JOB)
+def get_job(owner: str, name: str, number: int, job_number: int):
+    repo, found, job = job_or_404(owner, name, number, job_number)
+    return job_json(job, settings().base_url, repo, found)
+
+
+@bp.post(JOB + "/cancel")
+def cancel_job(owner: str, name: str, number: int, job_number: int):
+    return _cancel(owner, name, number, job_number)
+
+
+@bp.get(JOB + "/log")
+def job_log(owner: str, name: str, number: int, job_number: int) -> Response:
+    _repo, _found, job = job_or_404(owner, name, number, job_number)
+    try:
+        offset = int(request.args.get("offset", 0))
+    except ValueError:
+        abort(400, description="offset must be a whole number of bytes")
+    text = to_text(logs.read_all(redis(), settings().log_dir, job.id)).encode()
+    if not 0 <= offset <= len(text):
+        # A rerun starts the log anew: a client past its end reads it from 0 again.
+        abort(416, description=f"offset {offset} is outside the log, which has {len(text)} "
+                               "bytes; start again from 0")
+    response = Response(text[offset:], mimetype="text/plain")
+    response.headers["X-Next-Offset"] = str(len(text))
+    response.headers["X-Log-Complete"] = "true" if Status(job.status).finished else "false"
+    response.headers["Cache-Control"] = "no-cache"
+    return response

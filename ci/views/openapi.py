@@ -1,0 +1,275 @@
+"""``GET /api/openapi.json``: the OpenAPI 3 description of the API and the webhooks.
+
+Written out by hand as data, next to the routes it describes; a test checks that
+every route under ``/api/`` and ``/hooks/`` is here with its methods, and fuzzes
+the live app against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+
+from ci import forges
+from ci.pipeline.status import Status
+from ci.views.api import MAX_PER_PAGE
+from ci.views.api_builds import EVENTS
+from ci.views.lookup import MAX_NUMBER
+
+bp = Blueprint("openapi", __name__)
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
+    return {"type": kind, "nullable": True, **extra}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+_ERRORS = {
+    400: "the request is malformed; the message says what to send",
+    401: "nobody is signed in, or the API token is unknown",
+    403: "the user lacks the permission; the message names the command that grants it",
+    404: "no such repository (or a private one the user may not read), build or job",
+    409: "the build is in a state that does not allow this",
+    503: "Redis does not answer",
+}
+
+
+def _op(summary: str, ok: dict[int, dict[str, Any]], errors: tuple[int, ...] = (404,),
+        params: tuple[str, ...] = (), query: tuple[dict[str, Any], ...] = (),
+        body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One operation: its success answers, the error answers it may give, its inputs."""
+    responses: dict[str, Any] = {str(code): answer for code, answer in ok.items()}
+    for code in (*errors, 401):
+        responses[str(code)] = _json(_ref("Error"), _ERRORS[code])
+    operation: dict[str, Any] = {
+        "summary": summary, "responses": responses,
+        "parameters": [{"$ref": f"#/components/parameters/{name}"} for name in params]
+        + list(query),
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    return operation
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+REPO = ("owner", "name")
+BUILD = (*REPO, "number")
+JOB = (*BUILD, "job_number")
+ACTION = (400, 403, 404)
+
+#: Path parameters by component name: the name in the URL, its schema, an example.
+_PATH_PARAMETERS = {
+    "owner": ("owner", {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"}, "octo"),
+    "name": ("name", {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"}, "project"),
+    "number": ("number", {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER}, 1),
+    "job_number": ("job_number", {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER}, 1),
+    "secret_name": ("secret_name", {"type": "string", "pattern": r"^[A-Z_][A-Z0-9_]{0,99}$"},
+                    "DEPLOY_TOKEN"),
+    "forge": ("name", {"type": "string", "enum": sorted(
+        {alias for forge in forges.FORGES.values() for alias in (forge.NAME, *forge.ALIASES)})},
+        "github"),
+}
+
+_BUILD_FIELDS = {
+    "id": {"type": "integer"}, "number": {"type": "integer"},
+    "status": {"type": "string", "enum": list(Status)},
+    "event": {"type": "string", "enum": list(EVENTS)}, "ref": {"type": "string"},
+    "branch": _nullable("string"), "tag": _nullable("string"),
+    "pull_request": _nullable("integer"), "sha": {"type": "string"},
+    "message": {"type": "string"}, "author": {"type": "string"}, "error": _nullable("string"),
+    "created_at": {"type": "string", "format": "date-time"},
+    "started_at": _nullable("string", format="date-time"),
+    "finished_at": _nullable("string", format="date-time"),
+    "duration_seconds": _nullable("number"), "url": {"type": "string"},
+    "jobs": {"type": "array", "items": _ref("Job"), "description": "only on a single build"},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string", "example": "not_found"},
+                       "message": {"type": "string"}}}}},
+    "User": {"type": "object", "required": ["name", "admin"],
+             "properties": {"name": {"type": "string"}, "admin": {"type": "boolean"}}},
+    "Repo": {"type": "object", "required": ["full_name", "forge", "default_branch", "private"],
+             "properties": {
+                 "full_name": {"type": "string"}, "forge": {"type": "string"},
+                 "default_branch": {"type": "string"}, "private": {"type": "boolean"},
+                 "url": {"type": "string"}, "badge_url": {"type": "string"},
+                 "latest_build": {**_ref("Build"), "nullable": True},
+                 "permission": {"type": "string", "enum": ["read", "write"],
+                                "description": "what the asker may do (single repo only)"},
+                 "webhook_url": {"type": "string", "description": "only when just added"}}},
+    "NewRepo": {"type": "object", "additionalProperties": False,
+                "required": ["full_name", "clone_url", "secret"], "properties": {
+                    "full_name": {"type": "string", "example": "octo/hello",
+                                  "pattern": r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"},
+                    "forge": {"type": "string", "enum": list(forges.FORGES)},
+                    "clone_url": {"type": "string"}, "secret": {"type": "string"},
+                    "default_branch": {"type": "string"}, "private": {"type": "boolean"}}},
+    "RepoChanges": {"type": "object", "additionalProperties": False, "properties": {
+        "default_branch": {"type": "string"}, "clone_url": {"type": "string"},
+        "private": {"type": "boolean"}}},
+    "Trigger": {"type": "object", "additionalProperties": False, "properties": {
+        "branch": {"type": "string", "description": "its head is built (default branch)"},
+        "sha": {"type": "string", "pattern": "^[0-9a-f]{40}$"}}},
+    "Build": {"type": "object", "required": ["number", "status", "sha"],
+              "properties": _BUILD_FIELDS},
+    "BuildPage": {"type": "object", "required": ["builds", "page", "per_page", "total"],
+                  "properties": {"builds": {"type": "array", "items": _ref("Build")},
+                                 "page": {"type": "integer"}, "per_page": {"type": "integer"},
+                                 "total": {"type": "integer"}}},
+    "Job": {"type": "object", "required": ["number", "name", "status", "steps"], "properties": {
+        "number": {"type": "integer"}, "name": {"type": "string"},
+        "status": {"type": "string", "enum": list(Status)}, "attempt": {"type": "integer"},
+        "image": _nullable("string"), "runner": _nullable("string"),
+        "error": _nullable("string"), "duration_seconds": _nullable("number"),
+        "log_url": {"type": "string"}, "events_url": {"type": "string"},
+        "steps": {"type": "array", "items": _ref("Step")}}},
+    "Step": {"type": "object", "required": ["number", "name", "status"], "properties": {
+        "number": {"type": "integer"}, "name": {"type": "string"},
+        "status": {"type": "string", "enum": list(Status)},
+        "exit_code": _nullable("integer"), "duration_seconds": _nullable("number")}},
+    "Canceled": {"type": "object", "properties": {"canceled_jobs": {"type": "integer"},
+                                                  "build": _ref("Build")}},
+    "Rerun": {"type": "object", "properties": {"rerun_jobs": {"type": "integer"},
+                                               "build": _ref("Build")}},
+    "Secrets": {"type": "object", "properties": {
+        "secrets": {"type": "array", "items": {"type": "string"}}}},
+    "Badge": {"type": "object", "required": ["state", "url"], "properties": {
+        "state": {"type": "string", "enum": ["passing", "failing", "error", "running",
+                                             "canceled", "unknown"]},
+        "url": {"type": "string"}}},
+    "HookAnswer": {"type": "object", "properties": {
+        "status": {"type": "string", "enum": ["accepted", "ignored", "duplicate", "skipped"]},
+        "reason": {"type": "string"}, "queued": {"type": "boolean"},
+        "build": {"type": "object"}}},
+}
+
+_LOG_HEADERS = {
+    "X-Next-Offset": {"schema": {"type": "integer"},
+                      "description": "the offset to ask from next (the log's length so far)"},
+    "X-Log-Complete": {"schema": {"type": "string", "enum": ["true", "false"]},
+                       "description": "true once the job has finished: nothing more will come"},
+}
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/api/openapi.json": {"get": {"summary": "This description", "security": [],
+                                  "responses": {"200": {"description": "OpenAPI 3 document"}}}},
+    "/api/user": {"get": _op("Who the request is authenticated as",
+                             {200: _json(_ref("User"), "the user")}, errors=())},
+    "/api/repos": {
+        "get": _op("Repositories the asker may read, with their latest build",
+                   {200: _json({"type": "object", "properties": {
+                       "repos": {"type": "array", "items": _ref("Repo")}}}, "repositories")},
+                   errors=()),
+        "post": _op("Register a repository (admins)", {201: _json(_ref("Repo"), "registered")},
+                    errors=(400, 403, 409), body=_ref("NewRepo")),
+    },
+    "/api/repos/{owner}/{name}": {
+        "get": _op("A repository", {200: _json(_ref("Repo"), "the repository")}, params=REPO),
+        "patch": _op("Change a repository's settings (write permission)",
+                     {200: _json(_ref("Repo"), "the changed repository")},
+                     errors=ACTION, params=REPO, body=_ref("RepoChanges")),
+        "delete": _op("Remove a repository with all its builds (admins)",
+                      {204: {"description": "removed"}}, errors=(403, 404), params=REPO),
+    },
+    "/api/repos/{owner}/{name}/badge": {"get": _op(
+        "What the repository's badge shows", {200: _json(_ref("Badge"), "the badge")},
+        params=REPO, query=(_query("branch", {"type": "string"}, "default: default branch"),))},
+    "/api/repos/{owner}/{name}/secrets": {"get": _op(
+        "Names of the repository's secrets (write permission)",
+        {200: _json(_ref("Secrets"), "names, never values")}, errors=(403, 404), params=REPO)},
+    "/api/repos/{owner}/{name}/secrets/{secret_name}": {
+        "put": _op("Set a secret (write permission)", {200: _json(_ref("Secrets"), "names")},
+                   errors=ACTION, params=(*REPO, "secret_name"),
+                   body={"type": "object", "required": ["value"], "additionalProperties": False,
+                         "properties": {"value": {"type": "string", "minLength": 1}}}),
+        "delete": _op("Remove a secret (write permission)",
+                      {200: _json(_ref("Secrets"), "names")}, errors=(403, 404),
+                      params=(*REPO, "secret_name")),
+    },
+    "/api/repos/{owner}/{name}/builds": {
+        "get": _op("Builds, newest first", {200: _json(_ref("BuildPage"), "one page")},
+                   errors=(400, 404), params=REPO, query=(
+                       _query("branch", {"type": "string"}, "only builds of this branch"),
+                       _query("status", {"type": "string", "enum": list(Status)}, "only these"),
+                       _query("event", {"type": "string", "enum": list(EVENTS)}, "only these"),
+                       _query("page", {"type": "integer", "minimum": 1}, "from 1"),
+                       _query("per_page", {"type": "integer", "minimum": 1,
+                                           "maximum": MAX_PER_PAGE}, "builds per page"))),
+        "post": _op("Build a branch's head or a commit by hand (write permission)",
+                    {201: _json(_ref("Build"), "the queued build")}, errors=ACTION,
+                    params=REPO, body=_ref("Trigger")),
+    },
+    "/api/repos/{owner}/{name}/builds/{number}": {"get": _op(
+        "A build with its jobs and steps", {200: _json(_ref("Build"), "the build")},
+        params=BUILD)},
+    "/api/repos/{owner}/{name}/builds/{number}/cancel": {"post": _op(
+        "Stop a build's unfinished jobs (write permission)",
+        {202: _json(_ref("Canceled"), "asked to stop")}, errors=(403, 404, 503), params=BUILD)},
+    "/api/repos/{owner}/{name}/builds/{number}/restart": {"post": _op(
+        "Run a finished build again as a new build (write permission)",
+        {201: _json(_ref("Build"), "the new build")}, errors=(403, 404, 409), params=BUILD)},
+    "/api/repos/{owner}/{name}/builds/{number}/rerun-failed": {"post": _op(
+        "Run a finished build's failed jobs again (write permission)",
+        {202: _json(_ref("Rerun"), "queued again")}, errors=(403, 404, 409), params=BUILD)},
+    "/api/repos/{owner}/{name}/builds/{number}/jobs/{job_number}": {"get": _op(
+        "A job with its steps", {200: _json(_ref("Job"), "the job")}, params=JOB)},
+    "/api/repos/{owner}/{name}/builds/{number}/jobs/{job_number}/cancel": {"post": _op(
+        "Stop one job (write permission)", {202: _json(_ref("Canceled"), "asked to stop")},
+        errors=(403, 404, 503), params=JOB)},
+    "/api/repos/{owner}/{name}/builds/{number}/jobs/{job_number}/log": {"get": _op(
+        "A job's log as text, from a byte offset (for tailing)",
+        {200: {"description": "the log from offset on", "headers": _LOG_HEADERS,
+               "content": {"text/plain": {"schema": {"type": "string"}}}},
+         416: _json(_ref("Error"), "the offset is past the log's end; start from 0")},
+        errors=(400, 404), params=JOB,
+        query=(_query("offset", {"type": "integer", "minimum": 0}, "bytes to skip"),))},
+    "/hooks/{name}": {"post": {
+        "summary": "A forge's webhook (signed with the repository's webhook secret)",
+        "security": [], "parameters": [{"$ref": "#/components/parameters/forge"}],
+        "requestBody": {"required": True, "content": {JSON: {"schema": {"type": "object"}}}},
+        "responses": {
+            "202": _json(_ref("HookAnswer"), "a build was recorded and queued"),
+            "200": _json(_ref("HookAnswer"), "nothing to build, or a repeated delivery"),
+            **{str(code): _json(_ref("Error"), text) for code, text in (
+                (400, "malformed"), (401, "bad signature"),
+                (404, "unknown repository or forge"), (413, "body too large"))}}}},
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "Slipway", "version": "1",
+             "description": "Continuous integration on your own servers. Authenticate with "
+                            "`Authorization: Bearer <token>` (`slipway token create USER`)."},
+    "paths": PATHS,
+    "security": [{"bearerAuth": []}, {}],
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        "parameters": {
+            key: {"name": name, "in": "path", "required": True, "schema": schema,
+                  "example": example}
+            for key, (name, schema, example) in _PATH_PARAMETERS.items()},
+    },
+}
+
+
+@bp.get("/api/openapi.json")
+def document() -> dict[str, Any]:
+    return DOCUMENT
