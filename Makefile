@@ -12,11 +12,14 @@ INSTALLED := $(VENV)/.slipway-installed
 
 # The EXIT trap stops the Redis server and Docker engine that bootstrap started,
 # on Ctrl-C as on any failure; honcho's --port keeps its default (5000) out of PORT.
+# honcho gives each process a PORT of its own (8100, 8200, …), so the public URL is
+# fixed here, once, for all of them: links in statuses and build pages use it.
 run: venv
 	@trap '$(SLIPWAY) bootstrap --stop' EXIT; \
+	export SLIPWAY_BASE_URL="$${SLIPWAY_BASE_URL:-http://localhost:$${PORT:-8000}}"; \
 	$(SLIPWAY) bootstrap && \
 	$(SLIPWAY) db upgrade && \
-	echo "Slipway runs at $${SLIPWAY_BASE_URL:-http://localhost:$${PORT:-8000}} (Ctrl-C stops it)" && \
+	echo "Slipway runs at $$SLIPWAY_BASE_URL (Ctrl-C stops it)" && \
 	$(VENV)/bin/honcho start -f Procfile --port "$${PORT:-8000}"
 
 test: venv
