@@ -216,6 +216,25 @@ def secret_remove(full_name: str, name: str) -> None:
     click.echo(f"secret {name} of {full_name} removed")
 
 
+@repo.command("limits")
+@click.argument("full_name")
+@click.option("--memory", help="Memory of each job container, e.g. 4g.")
+@click.option("--cpus", type=float, help="CPUs of each job container, e.g. 2.")
+@click.option("--pids", type=int, help="Processes in each job container, e.g. 2048.")
+def repo_limits(full_name: str, memory: str | None, cpus: float | None, pids: int | None) -> None:
+    """Show or change FULL_NAME's job limits, within the administrator's maxima."""
+    from ci import limits, store
+
+    ctx = _context()
+    with ctx.sessions() as session:
+        found = _repo_or_fail(session, full_name)
+        try:
+            now = limits.set_limits(session, ctx.settings, found, memory, cpus, pids)
+        except store.StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{full_name}: memory {now.memory}, cpus {now.cpus:g}, pids {now.pids}")
+
+
 # Builds ----------------------------------------------------------------------------------
 
 @main.command()

@@ -42,6 +42,11 @@ class Repo(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: Only users with access see a private repository; anyone sees a public one.
     private: Mapped[bool] = mapped_column(default=False)
+    #: Resource limits of this repository's jobs, when they differ from the defaults;
+    #: never above the administrator's maxima (``ci.limits``).
+    job_memory: Mapped[str | None] = mapped_column(String(20))
+    job_cpus: Mapped[float | None]
+    job_pids: Mapped[int | None]
 
     builds: Mapped[list[Build]] = relationship(back_populates="repo", cascade="all, delete-orphan",
                                                passive_deletes=True)

@@ -22,6 +22,7 @@ from rq.job import JobStatus
 from sqlalchemy.orm import Session
 
 from ci import secrets, store
+from ci.limits import limits_for
 from ci.models import Build, Job, Repo, utcnow
 from ci.pipeline import keys
 from ci.pipeline.spec import JobSpec
@@ -55,7 +56,7 @@ def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: in
         clone_url=repo.clone_url, sha=build.sha, ref=build.ref, event=build.event,
         branch=build.branch, default_branch=repo.default_branch, plan=len(build.jobs) == 1, cell=json.loads(job.cell or "{}"), env=env,
         default_image=settings.default_image, timeout_seconds=settings.job_timeout_seconds,
-        limits=settings.limits, log_limit_bytes=settings.log_limit_bytes,
+        limits=limits_for(settings, repo), log_limit_bytes=settings.log_limit_bytes,
         secrets=secrets.for_build(settings, repo, build),
         secrets_withheld=secrets.withheld_reason(build),
     )

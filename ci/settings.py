@@ -33,6 +33,8 @@ class Settings:
     default_image: str = "slipway/python:3.11"
     job_timeout_seconds: int = 3600
     limits: Limits = field(default_factory=Limits)
+    #: What a repository may ask for at most (``slipway repo limits``).
+    max_limits: Limits = field(default_factory=lambda: Limits(memory="8g", cpus=4.0, pids=4096))
     log_limit_bytes: int = 8 * 1024 * 1024
     builds_per_page: int = 25
     encryption_key: str = ""
@@ -114,6 +116,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             memory=env.get("SLIPWAY_JOB_MEMORY") or "2g",
             cpus=_float(env, "SLIPWAY_JOB_CPUS", 2.0),
             pids=_int(env, "SLIPWAY_JOB_PIDS", 1024),
+        ),
+        max_limits=Limits(
+            memory=env.get("SLIPWAY_MAX_JOB_MEMORY") or "8g",
+            cpus=_float(env, "SLIPWAY_MAX_JOB_CPUS", 4.0),
+            pids=_int(env, "SLIPWAY_MAX_JOB_PIDS", 4096),
         ),
     )
     return replace(settings, **overrides)

@@ -62,3 +62,19 @@ def test_secret_set_list_remove(cli, git_repo):
     assert bad.exit_code == 1 and "is not a secret name" in bad.output
     assert cli("secret", "remove", "octo/project", "DEPLOY_TOKEN").exit_code == 0
     assert cli("secret", "list", "octo/project").output == ""
+
+
+def test_repo_limits_stay_within_the_maxima(cli, git_repo, monkeypatch):
+    cli("repo", "add", "octo/project", "--clone-url", str(git_repo.path), "--secret", "s")
+    assert cli("repo", "limits", "octo/project").output == (
+        "octo/project: memory 2g, cpus 2, pids 1024\n")
+    changed = cli("repo", "limits", "octo/project", "--memory", "4g", "--pids", "2048")
+    assert changed.output == "octo/project: memory 4g, cpus 2, pids 2048\n"
+    too_much = cli("repo", "limits", "octo/project", "--memory", "64g")
+    assert too_much.exit_code == 1
+    assert "memory 64g is above the maximum of 8g (SLIPWAY_MAX_JOB_MEMORY)" in too_much.output
+    monkeypatch.setenv("SLIPWAY_MAX_JOB_PIDS", "1500")
+    assert "pids 2048 must be between 16 and 1500" in cli(
+        "repo", "limits", "octo/project", "--pids", "2048").output
+    assert "is not an amount of memory" in cli("repo", "limits", "octo/project",
+                                               "--memory", "lots").output

@@ -99,3 +99,25 @@ def test_a_killed_runner_is_noticed_and_its_container_swept(
     subprocess.run([SLIPWAY, "worker", "--burst"], env=env, check=True, capture_output=True,
                    timeout=60)
     assert docker_client.containers.list(all=True, filters=label) == []
+
+
+@pytest.mark.docker
+def test_a_repository_can_have_its_own_limits(client, git_repo, registered, run_queue, session,
+                                              resources, docker_client):
+    from ci import limits
+
+    limits.set_limits(session, resources.settings, registered, memory="300m", pids=77)
+    script = ("echo pids=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max); "
+              "echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null "
+              "|| cat /sys/fs/cgroup/memory.max)")
+    sha = git_repo.commit({".slipway.yml": f"image: {IMAGE}\nsteps:\n  - run: \"{script}\"\n"})
+    assert post_hook(client, push_payload("octo/project", sha)).status_code == 202
+    run_queue()
+    session.rollback()
+    build = session.scalar(select(Build))
+    from ci import logs
+    from ci.pipeline.logformat import to_text
+
+    text = to_text(logs.read_archive(resources.settings.log_dir, build.jobs[0].id))
+    assert "pids=77" in text
+    assert f"mem={300 * 1024 * 1024}" in text
