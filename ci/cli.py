@@ -16,7 +16,7 @@ import click
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from ci import cli_users
+from ci import cli_repo_settings, cli_users
 from ci.forges import FORGES
 from ci.settings import Settings, SettingsError, load_settings
 
@@ -49,7 +49,8 @@ def main(ctx: click.Context) -> None:
     """Slipway: continuous integration on your own servers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # Commands defined in other modules (ci.cli_users) connect through this.
+    # Commands defined in other modules (ci.cli_users, ci.cli_repo_settings) connect
+    # through this.
     ctx.obj = _context
 
 
@@ -118,7 +119,7 @@ def repo_set_token(full_name: str, api_url: str | None) -> None:
     token = _read_token()
     ctx = _context()
     with ctx.sessions() as session:
-        found = _repo_or_fail(session, full_name)
+        found = cli_repo_settings.repo_or_fail(session, full_name)
         try:
             statuses.set_forge_access(session, ctx.settings, found, token, api_url)
         except store.StoreError as exc:
@@ -155,84 +156,6 @@ def repo_remove(full_name: str) -> None:
         if not store.remove_repo(session, full_name):
             raise click.ClickException(f"{full_name} is not registered")
     click.echo(f"removed {full_name}")
-
-
-# Secrets ---------------------------------------------------------------------------------
-
-@main.group()
-def secret() -> None:
-    """Secrets given to the steps that name them (push, tag and manual builds only)."""
-
-
-def _repo_or_fail(session: Session, full_name: str):
-    from ci import store
-
-    found = store.get_repo(session, full_name)
-    if found is None:
-        raise click.ClickException(f"{full_name} is not registered")
-    return found
-
-
-@secret.command("set")
-@click.argument("full_name")
-@click.argument("name")
-def secret_set(full_name: str, name: str) -> None:
-    """Set secret NAME of FULL_NAME to the value read from standard input."""
-    from ci import secrets, store
-
-    value = sys.stdin.read().rstrip("\n")
-    ctx = _context()
-    with ctx.sessions() as session:
-        try:
-            secrets.set_secret(session, ctx.settings, _repo_or_fail(session, full_name), name, value)
-        except store.StoreError as exc:
-            raise click.ClickException(str(exc)) from None
-    click.echo(f"secret {name} of {full_name} set")
-
-
-@secret.command("list")
-@click.argument("full_name")
-def secret_list(full_name: str) -> None:
-    """List the names of FULL_NAME's secrets (never their values)."""
-    from ci import secrets
-
-    ctx = _context()
-    with ctx.sessions() as session:
-        for name in secrets.names(_repo_or_fail(session, full_name)):
-            click.echo(name)
-
-
-@secret.command("remove")
-@click.argument("full_name")
-@click.argument("name")
-def secret_remove(full_name: str, name: str) -> None:
-    """Remove secret NAME of FULL_NAME."""
-    from ci import secrets
-
-    ctx = _context()
-    with ctx.sessions() as session:
-        if not secrets.remove_secret(session, _repo_or_fail(session, full_name), name):
-            raise click.ClickException(f"{full_name} has no secret {name}")
-    click.echo(f"secret {name} of {full_name} removed")
-
-
-@repo.command("limits")
-@click.argument("full_name")
-@click.option("--memory", help="Memory of each job container, e.g. 4g.")
-@click.option("--cpus", type=float, help="CPUs of each job container, e.g. 2.")
-@click.option("--pids", type=int, help="Processes in each job container, e.g. 2048.")
-def repo_limits(full_name: str, memory: str | None, cpus: float | None, pids: int | None) -> None:
-    """Show or change FULL_NAME's job limits, within the administrator's maxima."""
-    from ci import limits, store
-
-    ctx = _context()
-    with ctx.sessions() as session:
-        found = _repo_or_fail(session, full_name)
-        try:
-            now = limits.set_limits(session, ctx.settings, found, memory, cpus, pids)
-        except store.StoreError as exc:
-            raise click.ClickException(str(exc)) from None
-    click.echo(f"{full_name}: memory {now.memory}, cpus {now.cpus:g}, pids {now.pids}")
 
 
 # Builds ----------------------------------------------------------------------------------
@@ -418,6 +341,8 @@ def bootstrap(stop: bool) -> None:
                    "pulls it when a job needs it")
 
 
+main.add_command(cli_repo_settings.secret)
+repo.add_command(cli_repo_settings.repo_limits)
 main.add_command(cli_users.user)
 main.add_command(cli_users.token)
 repo.add_command(cli_users.repo_grant)
