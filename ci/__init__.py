@@ -26,6 +26,13 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     app = Flask(__name__, template_folder=str(Path(__file__).parent.parent / "templates"))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
     resources.init_app(app, settings)
+    if settings.proxy_hops:
+        # Behind a proxy, the client's address (sign-in throttling) and the scheme come
+        # from X-Forwarded-* — trusted only from as many proxies as configured.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     errors.init_app(app)
     assets.init_app(app)
     auth.init_app(app)

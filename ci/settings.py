@@ -30,6 +30,8 @@ class Settings:
     port: int = 8000
     secret_key: str = ""
     max_webhook_bytes: int = 5 * 1024 * 1024
+    #: How many reverse proxies in front set ``X-Forwarded-*``; 0 trusts none of them.
+    proxy_hops: int = 0
     default_image: str = "slipway/python:3.11"
     job_timeout_seconds: int = 3600
     limits: Limits = field(default_factory=Limits)
@@ -58,6 +60,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise SettingsError(f"{name}={raw!r} must be greater than zero")
     return value
+
+
+def _count(env: Mapping[str, str], name: str) -> int:
+    raw = env.get(name) or "0"
+    if not raw.isdigit():
+        raise SettingsError(f"{name}={raw!r} is not a count; use 0 (no proxy), 1, 2, …")
+    return int(raw)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -106,6 +115,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         port=port,
         secret_key=env.get("SLIPWAY_SECRET_KEY", ""),
         max_webhook_bytes=_int(env, "SLIPWAY_MAX_WEBHOOK_BYTES", 5 * 1024 * 1024),
+        proxy_hops=_count(env, "SLIPWAY_PROXY_HOPS"),
         default_image=env.get("SLIPWAY_DEFAULT_IMAGE") or "slipway/python:3.11",
         job_timeout_seconds=timeout,
         encryption_key=env.get("SLIPWAY_ENCRYPTION_KEY", ""),

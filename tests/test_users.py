@@ -155,3 +155,20 @@ def test_removing_a_user_signs_them_out(client, session):
     store.remove_user(session, "ada")
     add_user(session, "ada")  # the same name again is another account
     assert client.get("/api/user").status_code == 401
+
+
+def test_behind_a_proxy_the_forwarded_address_is_throttled(app, client, session, redis_client):
+
+    from ci import create_app
+
+    add_user(session, "ada")
+    settings = app.extensions["slipway"].settings
+    proxied = create_app({**{f: getattr(settings, f) for f in settings.__dataclass_fields__},
+                          "proxy_hops": 1}).test_client()
+    forwarded = {"X-Forwarded-For": "203.0.113.7"}
+    for _ in range(5):
+        proxied.post("/login", headers=forwarded, data={
+            "name": "ada", "password": "guess", "csrf_token": csrf_of(proxied)})
+    assert redis_client.ttl(keys.sign_in_failures("ada", "203.0.113.7")) > 0
+    assert not redis_client.exists(keys.sign_in_failures("ada", "127.0.0.1"))
+    proxied.application.extensions["slipway"].engine.dispose()
