@@ -57,7 +57,7 @@ def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: in
         branch=build.branch, default_branch=repo.default_branch, plan=len(build.jobs) == 1, cell=json.loads(job.cell or "{}"), env=env,
         default_image=settings.default_image, timeout_seconds=settings.job_timeout_seconds,
         limits=limits_for(settings, repo), log_limit_bytes=settings.log_limit_bytes,
-        secrets=secrets.for_build(settings, repo, build),
+        sealed_secrets=secrets.seal(settings, secrets.for_build(settings, repo, build)),
         secrets_withheld=secrets.withheld_reason(build),
     )
 

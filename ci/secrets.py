@@ -7,6 +7,7 @@ each step only the secrets it names and masks their values in the log.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -70,6 +71,11 @@ def withheld_reason(build: Build) -> str | None:
     if build.event not in TRUSTED_EVENTS:
         return f"secrets are only given to {', '.join(TRUSTED_EVENTS)} builds, not {build.event}"
     return None
+
+
+def seal(settings: Settings, values: dict[str, str]) -> str:
+    """``values`` as one encrypted token for the job payload ("" when there are none)."""
+    return crypto.encrypt(key(settings), json.dumps(values)) if values else ""
 
 
 def for_build(settings: Settings, repo: Repo, build: Build) -> dict[str, str]:

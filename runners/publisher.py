@@ -28,7 +28,7 @@ EVENTS_MAXLEN = 100_000
 class Publisher:
     """Reports one attempt of one job. Safe to call from the job's threads."""
 
-    def __init__(self, redis: Redis, spec: JobSpec) -> None:
+    def __init__(self, redis: Redis, spec: JobSpec, secret_values: list[str] = ()) -> None:
         self.redis = redis
         self.spec = spec
         self.log_key = keys.log_stream(spec.job_id)
@@ -36,7 +36,7 @@ class Publisher:
         self._refresher: threading.Thread | None = None
         self._logged = 0
         self._cut = False
-        self._masker = Masker(list(spec.secrets.values()))
+        self._masker = Masker(list(secret_values))
 
     def claim(self) -> str | None:
         """Take the job's lease; returns why not when this attempt must not run."""

@@ -22,6 +22,8 @@ class RunnerSettings:
             networks that intercept TLS (``SLIPWAY_CA_BUNDLE``); None for none.
         name: how this runner is named in the build's records (``SLIPWAY_RUNNER_NAME``,
             default the host name).
+        encryption_key: opens the secrets jobs carry: ``SLIPWAY_ENCRYPTION_KEY``, or on
+            the server's own host the key in its data folder; None when neither.
         cache_limit_bytes: the build cache's size on this runner
             (``SLIPWAY_RUNNER_CACHE_MB``, default 5120); least recently used entries go first.
     """
@@ -31,6 +33,7 @@ class RunnerSettings:
     ca_bundle: Path | None
     name: str
     cache_limit_bytes: int = 5 * 1024 ** 3
+    encryption_key: bytes | None = None
 
     @property
     def instance(self) -> str:
@@ -51,7 +54,15 @@ def load_runner_settings(env: Mapping[str, str] | None = None) -> RunnerSettings
         ca_bundle=Path(ca_bundle) if ca_bundle else None,
         name=env.get("SLIPWAY_RUNNER_NAME") or socket.gethostname(),
         cache_limit_bytes=_megabytes(env, "SLIPWAY_RUNNER_CACHE_MB", 5120) * 1024 * 1024,
+        encryption_key=_encryption_key(env, data_dir),
     )
+
+
+def _encryption_key(env: Mapping[str, str], data_dir: Path) -> bytes | None:
+    if env.get("SLIPWAY_ENCRYPTION_KEY"):
+        return env["SLIPWAY_ENCRYPTION_KEY"].encode()
+    stored = data_dir / "encryption_key"
+    return stored.read_bytes().strip() if stored.is_file() else None
 
 
 def _megabytes(env: Mapping[str, str], name: str, default: int) -> int:

@@ -38,6 +38,7 @@ from runners.checkout import CheckoutError, MirrorCache
 from runners.docker_executor import LABEL, LABEL_ATTEMPT, LABEL_INSTANCE, DockerExecutor
 from runners.executor import Executor, ExecutorError, JobEnvironment
 from runners.publisher import Publisher
+from runners.secrets import SecretsUnavailable, open_secrets
 from runners.settings import RunnerSettings, load_runner_settings
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,11 @@ def run_job(payload: dict[str, Any]) -> str:
     settings = load_runner_settings()
     current = get_current_job()
     redis = current.connection if current is not None else Redis.from_url(settings.redis_url)
-    publisher = Publisher(redis, spec)
+    try:
+        secrets, withheld = open_secrets(settings.encryption_key, spec.sealed_secrets), None
+    except SecretsUnavailable as exc:
+        secrets, withheld = {}, str(exc)
+    publisher = Publisher(redis, spec, list(secrets.values()))
     refusal = publisher.claim()
     if refusal:
         log.info("job %s: not running: %s", spec.job_id, refusal)
@@ -73,7 +78,8 @@ def run_job(payload: dict[str, Any]) -> str:
         publisher.finished(Status.CANCELED.value, f"canceled by {who} before it started")
         publisher.release()
         return Status.CANCELED.value
-    return JobRun(spec, settings, publisher, make_executor()).run()
+    return JobRun(spec, settings, publisher, make_executor(), secrets,
+                  withheld or spec.secrets_withheld).run()
 
 
 def format_duration(seconds: int) -> str:
@@ -85,7 +91,8 @@ class JobRun:
     """The state of one job while it runs on this runner."""
 
     def __init__(self, spec: JobSpec, settings: RunnerSettings, publisher: Publisher,
-                 executor: Executor) -> None:
+                 executor: Executor, secrets: dict[str, str] | None = None,
+                 secrets_withheld: str | None = None) -> None:
         self.spec = spec
         self.settings = settings
         self.publisher = publisher
@@ -93,6 +100,8 @@ class JobRun:
         self.timed_out = threading.Event()
         self.lease_lost = threading.Event()
         self.canceled_by: str | None = None
+        self.secrets = secrets or {}
+        self.secrets_withheld = secrets_withheld
         self.workspace = settings.work_dir / "workspaces" / f"{spec.job_id}-{spec.attempt}"
 
     def run(self) -> str:
@@ -212,7 +221,7 @@ class JobRun:
                 self._step_finished(index, Status.FAILED, None)
                 status, error = (status, error) if failed else (Status.FAILED, refusal)
                 continue
-            env = {**step.env, **{name: self.spec.secrets[name] for name in step.secrets}}
+            env = {**step.env, **{name: self.secrets[name] for name in step.secrets}}
             try:
                 code = self.executor.run_step(
                     step.run, lambda text, i=index: self.publisher.output(i, text),
@@ -264,9 +273,9 @@ class JobRun:
         if not step.secrets:
             return None
         wanted = ", ".join(step.secrets)
-        if self.spec.secrets_withheld:
-            return f"step {step.name!r} needs {wanted}: {self.spec.secrets_withheld}"
-        missing = [name for name in step.secrets if name not in self.spec.secrets]
+        if self.secrets_withheld:
+            return f"step {step.name!r} needs {wanted}: {self.secrets_withheld}"
+        missing = [name for name in step.secrets if name not in self.secrets]
         if missing:
             return (f"step {step.name!r} needs {', '.join(missing)}, which this repository "
                     f"does not have; set it with `slipway secret set {self.spec.repo} "

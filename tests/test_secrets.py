@@ -105,3 +105,26 @@ def test_the_api_lists_names_and_never_values(client, with_secret, api_token):
     assert client.delete("/api/repos/octo/project/secrets/OTHER", headers=auth).status_code == 200
     assert client.delete("/api/repos/octo/project/secrets/OTHER", headers=auth).status_code == 404
     assert client.get("/api/repos/octo/project/secrets").status_code == 401
+
+
+def test_the_job_payload_in_redis_carries_secrets_sealed(client, git_repo, with_secret,
+                                                         redis_client):
+    from rq import Queue
+
+    from ci.pipeline import keys
+
+    sha = git_repo.commit({".slipway.yml": PIPELINE})
+    assert post_hook(client, push_payload("octo/project", sha)).status_code == 202
+    [job] = Queue(keys.JOBS_QUEUE, connection=redis_client).get_jobs()
+    payload = json.dumps(job.args)
+    assert VALUE not in payload
+    assert job.args[0]["sealed_secrets"]
+    assert VALUE.encode() not in b"".join(v for k, v in redis_client.hgetall(job.key).items())
+
+
+def test_a_runner_without_the_key_refuses_secrets_with_a_clear_message():
+    from runners.secrets import SecretsUnavailable, open_secrets
+
+    with pytest.raises(SecretsUnavailable, match="set SLIPWAY_ENCRYPTION_KEY"):
+        open_secrets(None, "sealed")
+    assert open_secrets(None, "") == {}

@@ -51,8 +51,10 @@ class JobSpec:
         limits: container resource limits.
         log_limit_bytes: output beyond this is dropped (the log says so), so a
             runaway step cannot fill Redis or the disk.
-        secrets: the repository's secrets, for a trusted build only; each step gets
-            the ones it names, and their values are masked in the log.
+        sealed_secrets: the repository's secrets, for a trusted build only, sealed
+            with the installation's key (JSON inside a Fernet token) so that Redis
+            never holds them in clear; the runner opens them, gives each step the
+            ones it names, and masks their values in the log.
         secrets_withheld: why this build has no secrets (a step naming one fails
             with this sentence), or None.
     """
@@ -74,7 +76,7 @@ class JobSpec:
     timeout_seconds: int = 3600
     limits: Limits = field(default_factory=Limits)
     log_limit_bytes: int = 8 * 1024 * 1024
-    secrets: dict[str, str] = field(default_factory=dict)
+    sealed_secrets: str = ""
     secrets_withheld: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
