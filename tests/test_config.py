@@ -304,7 +304,7 @@ def test_aliases_within_limits_are_expanded():
 
 
 @pytest.mark.parametrize("image", [
-    "python:3.12", "slipway/python:3.11", "ghcr.io/org/app:1.0", "localhost:5000/app",
+    "python:3.12", "slipway/python:3.11", "registry.example.com/org/app:1.0", "localhost:5000/app",
     "registry.example.com/team/app@sha256:" + "a" * 64,
 ])
 def test_valid_images(image):

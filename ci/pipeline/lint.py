@@ -85,7 +85,7 @@ def image_problem(value: str, written: str | None = None) -> str | None:
                 "write only the image, e.g. `python:3.12`")
     if not _IMAGE_RE.fullmatch(value):
         return (f"{shown} is not an image reference; write a lowercase `name:tag`, "
-                "optionally after a registry, e.g. `ghcr.io/org/app:1.0`")
+                "optionally after a registry, e.g. `registry.example.com/org/app:1.0`")
     return None
 
 
