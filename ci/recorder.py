@@ -19,7 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ci import logs, queue, statuses, store
+from ci import builds, logs, queue, statuses, store
 from ci.models import Job
 from ci.pipeline import keys
 from ci.pipeline.logformat import END, LogEntry
@@ -126,7 +126,7 @@ class Recorder:
                 if applied is None:
                     continue
                 if applied.added:
-                    queue.enqueue_jobs(self.redis, self.settings, applied.job.build, applied.added)
+                    self._start_cells(session, applied)
                 if event.type in statuses.STATUS_EVENTS:
                     statuses.report_job(self.redis, applied.job)
                 if event.type == EventType.JOB_FINISHED:
@@ -136,6 +136,14 @@ class Recorder:
         if rows:
             self.redis.xack(keys.EVENTS_STREAM, keys.RECORDER_GROUP, *[r[0] for r in rows])
         return len(rows)
+
+    def _start_cells(self, session: Session, applied: Applied) -> None:
+        """Enqueue the cells a plan added, unless the build was canceled while it planned."""
+        who = self.redis.get(keys.cancel(applied.job.id))
+        if who is not None:
+            builds.cancel(session, self.redis, applied.job.build, who.decode("utf-8", "replace"))
+            return
+        queue.enqueue_jobs(self.redis, self.settings, applied.job.build, applied.added)
 
     def _read(self, start: str, block_ms: int | None) -> list:
         try:

@@ -24,7 +24,8 @@ def api(client, api_token):
 
 
 def build(session, number: int) -> Build:
-    session.rollback()  # a new transaction sees what others committed
+    session.rollback()  # a new transaction sees what others committed,
+    session.expire_all()  # and objects loaded before are read again
     return session.scalar(select(Build).where(Build.number == number))
 
 
@@ -128,3 +129,30 @@ def test_a_new_pull_request_push_cancels_the_older_build(client, registered, ses
     assert build(session, 2).status == "queued"
     # Pushes are not auto-canceled unless SLIPWAY_AUTO_CANCEL_PUSH is set.
     assert (build(session, 3).status, build(session, 4).status) == ("queued", "queued")
+
+
+def test_cells_planned_after_a_cancel_never_start(client, registered, session, redis_client,
+                                                  resources):
+    from ci import builds as build_service
+    from ci import store
+    from ci.models import utcnow
+    from ci.pipeline.spec import Event, EventType
+    from ci.recorder import Recorder
+
+    post_hook(client, push_payload("octo/project", "c" * 40))
+    first = build(session, 1)
+    store.start_job(session, first.jobs[0], utcnow(), "runner")
+    session.commit()
+    # Canceled while its first job was still reading the pipeline...
+    build_service.cancel(session, redis_client, first, "dev")
+    queued_before = len(Queue(keys.JOBS_QUEUE, connection=redis_client))
+    # ...which then reports a matrix of three cells.
+    planned = Event(type=EventType.BUILD_PLANNED, job_id=first.jobs[0].id, attempt=1,
+                    data={"cells": [{"N": "1"}, {"N": "2"}, {"N": "3"}],
+                          "allow_failures": [False] * 3})
+    redis_client.xadd(keys.EVENTS_STREAM, {"e": planned.to_json()})
+    Recorder(resources.write_sessions, redis_client, resources.settings).drain()
+    after = build(session, 1)
+    assert [job.name for job in after.jobs] == ["N=1", "N=2", "N=3"]
+    assert [job.status for job in after.jobs[1:]] == ["canceled", "canceled"]
+    assert len(Queue(keys.JOBS_QUEUE, connection=redis_client)) == queued_before
