@@ -25,6 +25,7 @@ from docker.models.containers import Container
 
 from ci.pipeline.config import Service
 from runners.executor import ExecutorError, JobEnvironment
+from runners.images import IMAGES
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,10 @@ class DockerExecutor:
             self.client.images.pull(image)
         except (APIError, DockerException) as exc:
             reason = getattr(exc, "explanation", None) or str(exc)
+            hint = (f"; on the runner host, `slipway images build {image}` makes it"
+                    if image in IMAGES else "")
             raise ExecutorError(f"image {image} not found locally and could not be pulled: "
-                                f"{reason}") from None
+                                f"{reason}{hint}") from None
 
     def run_step(self, script: str, on_output: Callable[[str], None], image: str | None = None,
                  env: dict[str, str] | None = None) -> int | None:
