@@ -27,7 +27,7 @@ def receive(name: str):
     body = request.get_data(cache=False)
     try:
         full_name = forge.repo_name(body)
-        repo = store.get_repo(session(), full_name)
+        repo = store.get_repo(session(), full_name, with_secrets=True)
         if repo is None or repo.forge != forge.NAME:
             return json_error(404, f"repository {full_name} is not registered; add it with "
                               f"`slipway repo add {full_name} --forge {forge.NAME} ...`",
