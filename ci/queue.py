@@ -66,6 +66,7 @@ def enqueue(redis: Redis, spec: JobSpec) -> None:
     """Put one attempt of a job on the runners' queue (one round trip to Redis)."""
     queue = Queue(keys.JOBS_QUEUE, connection=redis)
     with redis.pipeline() as pipe:
+        # RQ starts the transaction itself, so its call comes first.
         queue.enqueue_call(
             keys.RUN_JOB, args=(spec.to_dict(),), job_id=keys.rq_job_id(spec.job_id, spec.attempt),
             timeout=spec.timeout_seconds + 300, result_ttl=600, failure_ttl=86400,

@@ -80,7 +80,11 @@ class JobSpec:
     secrets_withheld: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow, not dataclasses.asdict: this runs for every webhook, and asdict
+        # deep-copies every value.
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values["limits"] = asdict(self.limits)
+        return values
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
