@@ -20,8 +20,14 @@ from ci.forges.payload import (
     json_object,
     required,
 )
-from ci.forges.types import CommitStatus, Ignored, StatusRequest, Trigger, WebhookRejected
-from ci.pipeline.status import Status
+from ci.forges.types import (
+    COMMIT_STATES,
+    CommitStatus,
+    Ignored,
+    StatusRequest,
+    Trigger,
+    WebhookRejected,
+)
 from ci.signatures import verify_hex_signature
 
 NAME = "gitea"
@@ -36,12 +42,8 @@ DELIVERY_HEADERS = ("X-Forgejo-Delivery", "X-Gitea-Delivery", "X-Gogs-Delivery")
 PR_ACTIONS = {"opened", "synchronized", "reopened"}
 #: Gitea stores descriptions as text; kept as short as GitLab's so they read well.
 DESCRIPTION_LIMIT = 255
-#: ``warning`` is how an allowed failure shows; a cancel is an error, a skip a success.
-STATES = {
-    Status.QUEUED: "pending", Status.RUNNING: "pending", Status.PASSED: "success",
-    Status.FAILED: "failure", Status.ERRORED: "error", Status.CANCELED: "error",
-    Status.SKIPPED: "success",
-}
+#: GitHub's four states; ``warning`` is how an allowed failure shows.
+STATES = COMMIT_STATES
 
 
 def repo_name(body: bytes) -> str:

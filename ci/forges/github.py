@@ -9,9 +9,22 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ci.forges.payload import ZERO_SHA, commit_sha, dig, full_name_at, json_object, required
-from ci.forges.types import CommitStatus, Ignored, StatusRequest, Trigger, WebhookRejected
-from ci.pipeline.status import Status
+from ci.forges.payload import (
+    ZERO_SHA,
+    commit_sha,
+    dig,
+    full_name_at,
+    json_object,
+    required,
+)
+from ci.forges.types import (
+    COMMIT_STATES,
+    CommitStatus,
+    Ignored,
+    StatusRequest,
+    Trigger,
+    WebhookRejected,
+)
 from ci.signatures import verify_github_signature
 
 NAME = "github"
@@ -21,12 +34,8 @@ DEFAULT_API_URL = "https://api.github.com"
 PR_ACTIONS = {"opened", "synchronize", "reopened"}
 #: GitHub answers 422 to a longer status description.
 DESCRIPTION_LIMIT = 140
-#: GitHub knows only these four states; a cancel shows as an error, a skip as success.
-STATES = {
-    Status.QUEUED: "pending", Status.RUNNING: "pending", Status.PASSED: "success",
-    Status.FAILED: "failure", Status.ERRORED: "error", Status.CANCELED: "error",
-    Status.SKIPPED: "success",
-}
+#: GitHub knows only four states.
+STATES = COMMIT_STATES
 
 
 def repo_name(body: bytes) -> str:

@@ -8,6 +8,14 @@ from typing import Any, Mapping, Protocol
 
 from ci.pipeline.status import Status
 
+#: Slipway's states in the four-state status API GitHub and Gitea share: a cancel shows
+#: as an error, a skip as a success.
+COMMIT_STATES = {
+    Status.QUEUED: "pending", Status.RUNNING: "pending", Status.PASSED: "success",
+    Status.FAILED: "failure", Status.ERRORED: "error", Status.CANCELED: "error",
+    Status.SKIPPED: "success",
+}
+
 
 class WebhookRejected(Exception):
     """The request is not a webhook Slipway can accept (answered 4xx with ``message``)."""

@@ -15,7 +15,7 @@ from ci import builds, store
 from ci.models import Build, Repo
 from ci.resources import redis, settings, write_session
 from ci.views.auth import current_user
-from ci.views.lookup import repo_or_404, writable_repo
+from ci.views.lookup import job_of_or_404, repo_or_404, writable_repo
 
 bp = Blueprint("actions", __name__)
 
@@ -76,11 +76,7 @@ def _cancel(owner: str, name: str, number: int, job_number: int | None) -> Respo
     if isinstance(found, Response):
         return found
     repo, build = found
-    job = None
-    if job_number is not None:
-        job = store.job_of_build(build, job_number)
-        if job is None:
-            abort(404, description=f"build #{number} of {repo.full_name} has no job {job_number}")
+    job = job_of_or_404(repo, build, job_number) if job_number is not None else None
     try:
         count = builds.cancel(write_session(), redis(), build, current_user().name, only=job)
     except RedisError:

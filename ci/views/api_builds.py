@@ -18,7 +18,13 @@ from ci.pipeline.status import Status
 from ci.resources import redis, session, settings, write_session
 from ci.views.api import json_object, page_args
 from ci.views.auth import current_user
-from ci.views.lookup import build_or_404, job_or_404, repo_or_404, writable_repo
+from ci.views.lookup import (
+    build_or_404,
+    job_of_or_404,
+    job_or_404,
+    repo_or_404,
+    writable_repo,
+)
 from ci.views.present import build_json, job_json
 
 bp = Blueprint("api_builds", __name__, url_prefix="/api")
@@ -88,11 +94,7 @@ def _writable_build(owner: str, name: str, number: int) -> tuple[Repo, Build]:
 
 def _cancel(owner: str, name: str, number: int, job_number: int | None):
     repo, found = _writable_build(owner, name, number)
-    job = None
-    if job_number is not None:
-        job = store.job_of_build(found, job_number)
-        if job is None:
-            abort(404, description=f"build #{number} of {repo.full_name} has no job {job_number}")
+    job = job_of_or_404(repo, found, job_number) if job_number is not None else None
     try:
         count = builds.cancel(write_session(), redis(), found, current_user().name, only=job)
     except RedisError:

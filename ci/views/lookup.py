@@ -48,7 +48,12 @@ def build_or_404(owner: str, name: str, number: int) -> tuple[Repo, Build]:
 
 def job_or_404(owner: str, name: str, number: int, job_number: int) -> tuple[Repo, Build, Job]:
     repo, build = build_or_404(owner, name, number)
+    return repo, build, job_of_or_404(repo, build, job_number)
+
+
+def job_of_or_404(repo: Repo, build: Build, job_number: int) -> Job:
+    """Job ``job_number`` of a build already found (and allowed)."""
     job = store.job_of_build(build, job_number)
     if job is None:
-        abort(404, description=f"build #{number} of {repo.full_name} has no job {job_number}")
-    return repo, build, job
+        abort(404, description=f"build #{build.number} of {repo.full_name} has no job {job_number}")
+    return job
