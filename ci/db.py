@@ -12,14 +12,21 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import Pool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: Each SQLite database's writer lock, by the pool of the engine that opened it.
+_WRITER_LOCKS: weakref.WeakKeyDictionary[Pool, WriterLock] = weakref.WeakKeyDictionary()
 
 
 def make_engine(url: str) -> Engine:
@@ -43,6 +50,8 @@ def make_engine(url: str) -> Engine:
         cursor.close()
 
     writers = WriterLock(Path(database + ".writer-lock")) if database != ":memory:" else None
+    if writers is not None:
+        _WRITER_LOCKS[engine.pool] = writers
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
@@ -109,15 +118,44 @@ def make_sessionmaker(engine: Engine, writes: bool = False) -> sessionmaker[Sess
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def begin_write(session: Session) -> None:
-    """Start ``session``'s write transaction now, ending any read it had open.
+@contextmanager
+def raw_read(engine: Engine) -> Iterator[Any]:
+    """A bare DBAPI cursor for a few reads that must cost little (see ``ci.rawsql``)."""
+    connection = engine.raw_connection()
+    try:
+        yield connection.cursor()
+    finally:
+        connection.close()
 
-    On SQLite the transaction begins ``IMMEDIATE`` under the writer lock, so the
-    lock is held only from here to the commit, not while a request reads and checks.
+
+@contextmanager
+def raw_write(engine: Engine) -> Iterator[Any]:
+    """A write transaction on a bare DBAPI cursor: committed on exit, rolled back on error.
+
+    For the few statements every webhook writes. Under concurrent webhooks the writer
+    lock is the one thing they queue for, and a thread holding it waits for the GIL
+    after every call into SQLite; SQLAlchemy's bookkeeping between those calls made
+    the lock's hold time (and so the webhook rate) several times what SQLite needs.
     """
-    if session.in_transaction():
-        session.commit()
-    session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+    writers = _WRITER_LOCKS.get(engine.pool)
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        if writers is not None:
+            writers.acquire()
+        try:
+            if writers is not None:
+                cursor.execute("BEGIN IMMEDIATE")
+            yield cursor
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            if writers is not None:
+                writers.release()
+    finally:
+        connection.close()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column, relationship
 
 from ci.pipeline.status import Status
 
@@ -199,3 +199,8 @@ class RepoAccess(Base):
     permission: Mapped[str] = mapped_column(String(10))
 
     user: Mapped[User] = relationship()
+
+
+# Relationships are resolved now rather than on first use, so that instances built
+# straight from rows (``store.detached``) have every attribute in place.
+configure_mappers()

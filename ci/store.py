@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, TextClause, bindparam, func, select, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.session import make_transient_to_detached
 
-from ci import forges
-from ci.db import begin_write
+from ci import forges, rawsql
+from ci.db import raw_read, raw_write
 from ci.forges.types import Trigger
-from ci.models import Build, Job, Repo, Step, utcnow
+from ci.models import Build, Job, Repo, Secret, Step, utcnow
 from ci.pipeline.status import Status, worst
 
+M = TypeVar("M")
 FAILURES = (Status.FAILED, Status.ERRORED)
 REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 #: Owners that would shadow Slipway's own URLs (``/api/…``, ``/hooks/…``, ``/static/…``).
@@ -73,13 +76,39 @@ def add_repo(session: Session, full_name: str, forge: str, clone_url: str, secre
     return repo
 
 
-def get_repo(session: Session, full_name: str, with_secrets: bool = False) -> Repo | None:
-    """The registered repo; ``with_secrets`` loads its secrets in the same query (webhooks
-    need them to build job payloads, and one query is cheaper than two)."""
-    query = select(Repo).where(Repo.full_name == full_name)
-    if with_secrets:
-        query = query.options(joinedload(Repo.secrets))
-    return session.scalars(query).unique().first()
+def get_repo(session: Session, full_name: str) -> Repo | None:
+    """The registered repo."""
+    return session.scalars(select(Repo).where(Repo.full_name == full_name)).first()
+
+
+def get_repo_with_secrets(session: Session, full_name: str) -> Repo | None:
+    """The registered repo and its secrets, read as rows rather than through the ORM.
+
+    Every webhook starts here, and the ORM's loading costs several times the two
+    queries themselves. The repo comes back detached: read it, don't change it.
+    """
+    engine = session.get_bind()
+    with raw_read(engine) as cursor:
+        found = rawsql.compiled(_REPO_BY_NAME, engine.dialect).rows(cursor, {"name": full_name})
+        if not found:
+            return None
+        secrets = rawsql.compiled(_SECRETS_OF, engine.dialect).rows(cursor, found[0])
+    repo = detached(Repo, found[0])
+    set_committed_value(repo, "secrets", [detached(Secret, secret) for secret in secrets])
+    return repo
+
+
+_REPO_BY_NAME = select(Repo.__table__).where(Repo.__table__.c.full_name == bindparam("name"))
+_SECRETS_OF = (select(Secret.__table__).where(Secret.__table__.c.repo_id == bindparam("id"))
+               .order_by(Secret.__table__.c.name))
+
+
+def detached(model: type[M], values: Mapping[str, Any]) -> M:
+    """A ``model`` instance holding ``values`` as loaded, as if from a closed session."""
+    instance = model.__mapper__.class_manager.new_instance()
+    instance.__dict__.update(values)
+    make_transient_to_detached(instance)
+    return instance
 
 
 def remove_repo(session: Session, full_name: str) -> bool:
@@ -117,36 +146,41 @@ def create_build(session: Session, repo: Repo, trigger: Trigger,
     Raises:
         DuplicateDelivery: ``trigger.delivery`` was recorded before.
     """
-    # Every webhook runs this, so it is three plain statements (a third of the ORM's
-    # cost, and the write lock is held that much less). A repeated delivery is caught
-    # by the unique index: no lookup first.
-    status = Status.SKIPPED if skip_reason else Status.QUEUED
+    # Every webhook runs this, so it is three plain statements on a bare cursor (see
+    # ``raw_write``): the write lock is held for SQLite's work and little else. A
+    # repeated delivery is caught by the unique index: no lookup first.
+    status = str(Status.SKIPPED if skip_reason else Status.QUEUED)
     now = utcnow()
-    build = Build(
-        repo_id=repo.id, status=status, event=trigger.event, error=skip_reason,
+    build_row = dict(
+        repo_id=repo.id, number=None, status=status, event=trigger.event, error=skip_reason,
         ref=trigger.ref, branch=trigger.branch, tag=trigger.tag, pr_number=trigger.pr_number,
         sha=trigger.sha, message=trigger.message[:10_000], author=trigger.author[:255],
         compare_url=trigger.compare_url, fork=trigger.fork,
         delivery=_delivery(repo, trigger) if trigger.delivery else None, created_at=now,
+        started_at=None, finished_at=None,
     )
     # Marked enqueued up front (one transaction per webhook); if the enqueue that
     # follows fails, the reconciler finds the job missing from Redis and retries.
-    job = Job(number=1, name="default", cell="{}", allow_failure=False, status=status,
-              attempt=1, log_archived=False, error=skip_reason, created_at=now,
-              enqueued_at=None if skip_reason else now)
-    begin_write(session)
+    job_row = dict(build_id=None, number=1, name="default", cell="{}", allow_failure=False,
+                   status=status, attempt=1, image=None, runner=None, error=skip_reason,
+                   log_archived=False, created_at=now,
+                   enqueued_at=None if skip_reason else now, started_at=None, finished_at=None)
+    if session.in_transaction():
+        session.commit()  # end the request's read before writing
+    engine = session.get_bind()
+    dialect = engine.dialect
     try:
-        build.number = session.execute(_NEXT_NUMBER, {"id": repo.id}).scalar_one()
-        build.id = session.execute(_INSERT_BUILD, _row(build, _BUILD_COLUMNS)).scalar_one()
-        job.build_id = build.id
-        job.id = session.execute(_INSERT_JOB, _row(job, _JOB_COLUMNS)).scalar_one()
-        session.commit()
-    except IntegrityError:
-        session.rollback()
+        with raw_write(engine) as cursor:
+            build_row["number"] = rawsql.compiled(_NEXT_NUMBER, dialect).scalar(
+                cursor, {"id": repo.id})
+            build_row["id"] = job_row["build_id"] = rawsql.compiled(_INSERT_BUILD, dialect).scalar(
+                cursor, build_row)
+            job_row["id"] = rawsql.compiled(_INSERT_JOB, dialect).scalar(cursor, job_row)
+    except dialect.loaded_dbapi.IntegrityError:
         raise DuplicateDelivery(session.scalar(
-            select(Build).where(Build.delivery == _delivery(repo, trigger)))) from None
-    # The caller reads these (ids, what to enqueue); they are not in the session, so
-    # nothing about them is left to flush.
+            select(Build).where(Build.delivery == build_row["delivery"]))) from None
+    # What the caller reads (ids, what to enqueue), as if loaded from a closed session.
+    build, job = detached(Build, build_row), detached(Job, job_row)
     set_committed_value(build, "jobs", [job])
     set_committed_value(build, "repo", repo)
     set_committed_value(job, "build", build)
@@ -154,15 +188,9 @@ def create_build(session: Session, repo: Repo, trigger: Trigger,
     return build
 
 
-_BUILD_COLUMNS = ("repo_id", "number", "status", "event", "ref", "branch", "tag", "pr_number",
-                  "sha", "message", "author", "compare_url", "fork", "delivery", "error",
-                  "created_at")
-_JOB_COLUMNS = ("build_id", "number", "name", "cell", "allow_failure", "status", "attempt",
-                "log_archived", "error", "created_at", "enqueued_at")
-
-
-def _insert(table: Table, columns: tuple[str, ...]) -> TextClause:
-    """``INSERT … RETURNING id``, its parameters typed like the columns (dates, booleans)."""
+def _insert(table: Table) -> TextClause:
+    """``INSERT … RETURNING id`` of every other column, typed like the columns (dates, booleans)."""
+    columns = [column.name for column in table.columns if column.name != "id"]
     names = ", ".join(columns)
     values = ", ".join(f":{column}" for column in columns)
     statement = text(f"INSERT INTO {table.name} ({names}) VALUES ({values}) RETURNING id")
@@ -172,14 +200,8 @@ def _insert(table: Table, columns: tuple[str, ...]) -> TextClause:
 
 _NEXT_NUMBER = text("UPDATE repos SET last_build_number = last_build_number + 1 "
                     "WHERE id = :id RETURNING last_build_number")
-_INSERT_BUILD = _insert(Build.__table__, _BUILD_COLUMNS)
-_INSERT_JOB = _insert(Job.__table__, _JOB_COLUMNS)
-
-
-def _row(obj: Build | Job, columns: tuple[str, ...]) -> dict:
-    values = {column: getattr(obj, column) for column in columns}
-    return {key: str(value) if isinstance(value, Status) else value
-            for key, value in values.items()}
+_INSERT_BUILD = _insert(Build.__table__)
+_INSERT_JOB = _insert(Job.__table__)
 
 
 def _delivery(repo: Repo, trigger: Trigger) -> str:

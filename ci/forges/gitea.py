@@ -17,7 +17,6 @@ from ci.forges.payload import (
     dig,
     first_header,
     full_name_at,
-    json_object,
     required,
 )
 from ci.forges.types import (
@@ -46,13 +45,13 @@ DESCRIPTION_LIMIT = 255
 STATES = COMMIT_STATES
 
 
-def repo_name(body: bytes) -> str:
+def repo_name(payload: dict[str, Any]) -> str:
     """The ``owner/name`` the webhook is about, needed to find its secret.
 
     Raises:
-        WebhookRejected: the body is not JSON or names no repository (400).
+        WebhookRejected: the payload names no repository (400).
     """
-    return full_name_at(body, "repository", "full_name")
+    return full_name_at(payload, "repository", "full_name")
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:
@@ -67,12 +66,12 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:
                               "repository's secret", "signature_mismatch")
 
 
-def parse(headers: Mapping[str, str], body: bytes) -> Trigger | Ignored:
+def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Trigger | Ignored:
     """Turn a verified Gitea, Forgejo or Gogs delivery into a :class:`Trigger` or an
     :class:`Ignored`.
 
     Raises:
-        WebhookRejected: malformed JSON or a required field is missing (400).
+        WebhookRejected: a required field is missing (400).
     """
     event = first_header(headers, EVENT_HEADERS)
     if not event:
@@ -80,7 +79,6 @@ def parse(headers: Mapping[str, str], body: bytes) -> Trigger | Ignored:
                               "is missing", "missing_header")
     if "pull_request_sync" in (event, first_header(headers, EVENT_TYPE_HEADERS)):
         event = "pull_request"
-    payload = json_object(body)
     delivery = first_header(headers, DELIVERY_HEADERS)
     if event == "push":
         return _push(payload, delivery)

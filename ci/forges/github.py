@@ -14,7 +14,6 @@ from ci.forges.payload import (
     commit_sha,
     dig,
     full_name_at,
-    json_object,
     required,
 )
 from ci.forges.types import (
@@ -38,13 +37,13 @@ DESCRIPTION_LIMIT = 140
 STATES = COMMIT_STATES
 
 
-def repo_name(body: bytes) -> str:
+def repo_name(payload: dict[str, Any]) -> str:
     """The ``owner/name`` the webhook is about, needed to find its secret.
 
     Raises:
-        WebhookRejected: the body is not JSON or names no repository (400).
+        WebhookRejected: the payload names no repository (400).
     """
-    return full_name_at(body, "repository", "full_name")
+    return full_name_at(payload, "repository", "full_name")
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:
@@ -58,16 +57,15 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:
                               "repository's secret", "signature_mismatch")
 
 
-def parse(headers: Mapping[str, str], body: bytes) -> Trigger | Ignored:
+def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Trigger | Ignored:
     """Turn a verified GitHub delivery into a :class:`Trigger` or an :class:`Ignored`.
 
     Raises:
-        WebhookRejected: malformed JSON or a required field is missing (400).
+        WebhookRejected: a required field is missing (400).
     """
     event = headers.get("X-GitHub-Event", "")
     if not event:
         raise WebhookRejected(400, "X-GitHub-Event header is missing", "missing_header")
-    payload = json_object(body)
     delivery = headers.get("X-GitHub-Delivery") or None
     if event == "ping":
         return Ignored("ping received; the webhook works")

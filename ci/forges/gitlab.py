@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 from urllib.parse import quote
 
-from ci.forges.payload import ZERO_SHA, commit_sha, dig, full_name_at, json_object, required
+from ci.forges.payload import ZERO_SHA, commit_sha, dig, full_name_at, required
 from ci.forges.types import CommitStatus, Ignored, StatusRequest, Trigger, WebhookRejected
 from ci.pipeline.status import Status
 from ci.signatures import verify_token
@@ -34,13 +34,13 @@ STATES = {
 }
 
 
-def repo_name(body: bytes) -> str:
+def repo_name(payload: dict[str, Any]) -> str:
     """The project's ``path_with_namespace`` (the target project of a merge request).
 
     Raises:
-        WebhookRejected: the body is not JSON or names no project (400).
+        WebhookRejected: the payload names no project (400).
     """
-    return full_name_at(body, "project", "path_with_namespace")
+    return full_name_at(payload, "project", "path_with_namespace")
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:
@@ -54,19 +54,18 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:
                               "token_mismatch")
 
 
-def parse(headers: Mapping[str, str], body: bytes) -> Trigger | Ignored:
+def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Trigger | Ignored:
     """Turn a verified GitLab delivery into a :class:`Trigger` or an :class:`Ignored`.
 
     ``Idempotency-Key`` stays the same when GitLab retries a delivery, so it is
     the delivery id that duplicates are recognised by.
 
     Raises:
-        WebhookRejected: malformed JSON or a required field is missing (400).
+        WebhookRejected: a required field is missing (400).
     """
     event = headers.get("X-Gitlab-Event", "")
     if not event:
         raise WebhookRejected(400, "X-Gitlab-Event header is missing", "missing_header")
-    payload = json_object(body)
     delivery = headers.get("Idempotency-Key") or headers.get("X-Gitlab-Event-UUID") or None
     if event in PUSH_EVENTS:
         return _push(payload, delivery)

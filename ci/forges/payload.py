@@ -28,13 +28,13 @@ def json_object(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def full_name_at(body: bytes, *path: str) -> str:
-    """The ``owner/name`` at ``path`` in the JSON body, needed to find the repo's secret.
+def full_name_at(payload: dict[str, Any], *path: str) -> str:
+    """The ``owner/name`` at ``path`` in the payload, needed to find the repo's secret.
 
     Raises:
-        WebhookRejected: the body is not JSON or has no such name (400).
+        WebhookRejected: the payload has no such name (400).
     """
-    name = dig(json_object(body), *path)
+    name = dig(payload, *path)
     if not isinstance(name, str) or "/" not in name:
         raise WebhookRejected(400, f"payload has no {'.'.join(path)}", "missing_field")
     return name

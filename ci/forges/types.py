@@ -99,13 +99,13 @@ class Forge(Protocol):
     ALIASES: tuple[str, ...]
     DEFAULT_API_URL: str | None
 
-    def repo_name(self, body: bytes) -> str:
-        """The registered name the webhook is about; 400 when the body has none."""
+    def repo_name(self, payload: dict[str, Any]) -> str:
+        """The registered name the webhook is about; 400 when the payload has none."""
 
     def verify(self, secret: str, headers: Mapping[str, str], body: bytes) -> None:
         """Raise :class:`WebhookRejected` (401) unless the request proves it knows ``secret``."""
 
-    def parse(self, headers: Mapping[str, str], body: bytes) -> Trigger | Ignored:
+    def parse(self, headers: Mapping[str, str], payload: dict[str, Any]) -> Trigger | Ignored:
         """A verified webhook as a build to make or a reason not to (400 when malformed)."""
 
     def status_request(self, api_url: str, token: str, repo: str, sha: str,

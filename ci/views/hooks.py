@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from ci import builds, forges, store
+from ci.forges.payload import json_object
 from ci.forges.types import Ignored, WebhookRejected
 from ci.resources import redis, session, settings
 from ci.views.errors import json_error
@@ -26,14 +27,15 @@ def receive(name: str):
                           "unknown_forge")
     body = request.get_data(cache=False)
     try:
-        full_name = forge.repo_name(body)
-        repo = store.get_repo(session(), full_name, with_secrets=True)
+        payload = json_object(body)
+        full_name = forge.repo_name(payload)
+        repo = store.get_repo_with_secrets(session(), full_name)
         if repo is None or repo.forge != forge.NAME:
             return json_error(404, f"repository {full_name} is not registered; add it with "
                               f"`slipway repo add {full_name} --forge {forge.NAME} ...`",
                               "unknown_repo")
         forge.verify(repo.webhook_secret, request.headers, body)
-        outcome = forge.parse(request.headers, body)
+        outcome = forge.parse(request.headers, payload)
     except WebhookRejected as rejected:
         return json_error(rejected.status, rejected.message, rejected.code)
     if isinstance(outcome, Ignored):
