@@ -81,7 +81,9 @@ class WriterLock:
     SQLite's own busy handler waits by sleeping with growing back-off (up to 100 ms),
     which under many concurrent webhooks wastes most of the time; a blocked ``flock``
     wakes the moment the holder lets go. A thread lock first, because ``flock`` does
-    not exclude threads sharing one open file.
+    not exclude threads sharing one open file; in gunicorn's gevent workers it is a
+    greenlet lock, and a wait for another process blocks the worker for as long as
+    that process's write takes (a few statements: a fraction of a millisecond).
     """
 
     def __init__(self, path: Path) -> None:

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 #: How long a queued job may go unseen by a runner before it is handed out again.
 REQUEUE_GRACE = timedelta(seconds=10)
-LIVE_RQ_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+WAITING_RQ_STATES = {JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 
 def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: int) -> JobSpec:
@@ -132,14 +132,16 @@ def reconcile(session: Session, redis: Redis, settings: Settings) -> Reconciled:
             pipe.exists(keys.lease(job.id))
         leased = pipe.execute()
     now = utcnow()
-    for job, has_lease in zip(jobs, leased):
-        if has_lease:
-            continue
+    unleased = [job for job, has_lease in zip(jobs, leased) if not has_lease]
+    for job in unleased:
         if job.status == Status.RUNNING:
             store.finish_job(session, job, Status.ERRORED, now,
                              "runner lost: the runner stopped reporting while the job ran")
             result.lost.append(job.id)
-        elif now - (job.enqueued_at or job.created_at) > REQUEUE_GRACE and not _rq_holds(redis, job):
+    waiting = [job for job in unleased if job.status == Status.QUEUED
+               and now - (job.enqueued_at or job.created_at) > REQUEUE_GRACE]
+    for job, held in zip(waiting, _rq_holds(redis, waiting)):
+        if not held:
             attempt = job.attempt + 1
             enqueue(redis, job_spec(settings, job.build.repo, job.build, job, attempt))
             store.mark_enqueued(session, job, attempt)
@@ -148,13 +150,15 @@ def reconcile(session: Session, redis: Redis, settings: Settings) -> Reconciled:
     return result
 
 
-def _rq_holds(redis: Redis, job: Job) -> bool:
-    """Whether RQ still has this attempt waiting or running (not failed, not gone)."""
-    try:
-        rq_job = RQJob.fetch(keys.rq_job_id(job.id, job.attempt), connection=redis)
-    except NoSuchJobError:
-        return False
-    status = rq_job.get_status(refresh=False)
-    if status == JobStatus.STARTED:
-        return False  # started but no lease: the runner died before it could claim the job
-    return status in LIVE_RQ_STATES
+def _rq_holds(redis: Redis, jobs: list[Job]) -> list[bool]:
+    """For each job, whether RQ still has its attempt waiting (not started, failed or gone).
+
+    One round trip for all: a backlog of thousands of queued jobs is normal when the
+    runners are busy, and this runs every few seconds.
+    """
+    with redis.pipeline(transaction=False) as pipe:
+        for job in jobs:
+            pipe.hget(RQJob.key_for(keys.rq_job_id(job.id, job.attempt)), "status")
+        states = pipe.execute()
+    # Started but without a lease: the runner died before it could claim the job.
+    return [state is not None and state.decode() in WAITING_RQ_STATES for state in states]

@@ -70,6 +70,8 @@ RUNNERS = 2
 
 INGEST_WEBHOOKS = 500
 INGEST_CLIENTS = 8
+INGEST_WARM_UP = 40
+INGEST_ROUNDS = 3
 E2E_BUILDS = 10
 POLL_SECONDS = 0.01
 TICKS = 20
@@ -391,11 +393,12 @@ class Stack:
 
 @dataclass
 class Ingest:
-    """Webhooks answered 202 per second, how many were, and how many builds the API counts."""
+    """Per round: webhooks answered 202 per second, how many were, and how many builds
+    the API counted."""
 
-    per_second: float
-    accepted: int
-    recorded: int
+    per_second: list[float] = field(default_factory=list)
+    accepted: list[int] = field(default_factory=list)
+    recorded: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -449,10 +452,9 @@ def raw_request(port: int, path: str, body: bytes, headers: dict[str, str]) -> b
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def measure_ingest(stack: Stack, sha: str) -> Ingest:
-    """500 signed pushes from 8 clients at once, a connection each; no runner takes them."""
-    webhooks = [raw_request(stack.port, "/hooks/github", *push_webhook(sha, f"ingest {index}"))
-                for index in range(INGEST_WEBHOOKS)]
+def send_concurrently(port: int, requests: list[bytes]) -> tuple[list[int], float]:
+    """``requests`` from INGEST_CLIENTS threads at once; their statuses and the seconds
+    from the start signal to the last answer."""
     statuses: list[int] = []
     lock = threading.Lock()
     start = threading.Barrier(INGEST_CLIENTS + 1)
@@ -462,12 +464,12 @@ def measure_ingest(stack: Stack, sha: str) -> Ingest:
         try:
             start.wait()
             for raw in share:
-                mine.append(deliver(stack.port, raw))
+                mine.append(deliver(port, raw))
         finally:
             with lock:
                 statuses.extend(mine)
 
-    threads = [threading.Thread(target=client, args=(webhooks[index::INGEST_CLIENTS],))
+    threads = [threading.Thread(target=client, args=(requests[index::INGEST_CLIENTS],))
                for index in range(INGEST_CLIENTS)]
     for thread in threads:
         thread.start()
@@ -475,12 +477,32 @@ def measure_ingest(stack: Stack, sha: str) -> Ingest:
     began = time.perf_counter()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - began
-    if len(statuses) != INGEST_WEBHOOKS:
-        raise BenchError(f"only {len(statuses)} of {INGEST_WEBHOOKS} webhooks were answered")
-    accepted = statuses.count(202)
-    return Ingest(per_second=accepted / elapsed, accepted=accepted,
-                  recorded=stack.api("/builds?per_page=1")["total"])
+    return statuses, time.perf_counter() - began
+
+
+def measure_ingest(stack: Stack, sha: str) -> Ingest:
+    """Rounds of 500 signed pushes from 8 clients at once, a connection each; no runner
+    takes them. The machine is shared with the server, so one round is one sample.
+
+    A warm-up round first, as a running service is warm: each web worker has then
+    imported what a webhook needs and opened its connections.
+    """
+    ingest = Ingest()
+    send_concurrently(stack.port, [raw_request(stack.port, "/hooks/github",
+                                               *push_webhook(sha, f"warm-up {index}"))
+                                   for index in range(INGEST_WARM_UP)])
+    for round_number in range(INGEST_ROUNDS):
+        webhooks = [raw_request(stack.port, "/hooks/github",
+                                *push_webhook(sha, f"ingest {round_number}.{index}"))
+                    for index in range(INGEST_WEBHOOKS)]
+        before = stack.api("/builds?per_page=1")["total"]
+        statuses, elapsed = send_concurrently(stack.port, webhooks)
+        if len(statuses) != INGEST_WEBHOOKS:
+            raise BenchError(f"only {len(statuses)} of {INGEST_WEBHOOKS} webhooks were answered")
+        ingest.accepted.append(statuses.count(202))
+        ingest.per_second.append(statuses.count(202) / elapsed)
+        ingest.recorded.append(stack.api("/builds?per_page=1")["total"] - before)
+    return ingest
 
 
 def push_build(stack: Stack, repo: TinyRepo, files: dict[str, str] | None = None
@@ -593,14 +615,17 @@ def table(ingest: Ingest, e2e: EndToEnd, lag: LogLag) -> str:
     """The results as a Markdown table, each beside its target where it has one."""
     ratio = statistics.median(e2e.e2e) / statistics.median(e2e.floor)
     lag_median, lag_max = median_ms(lag.lags), max(lag.lags) * 1000
+    rate = statistics.median(ingest.per_second)
+    rounds = ", ".join(f"{value:.0f}" for value in ingest.per_second)
     rows = [
-        ("ingest: webhooks accepted per second (8 clients)", f"{ingest.per_second:.0f}/s",
-         f">= {INGEST_TARGET_PER_SECOND}/s",
-         verdict(ingest.per_second >= INGEST_TARGET_PER_SECOND)),
-        ("ingest: answered 202", f"{ingest.accepted}/{INGEST_WEBHOOKS}",
-         f"{INGEST_WEBHOOKS}", verdict(ingest.accepted == INGEST_WEBHOOKS)),
-        ("ingest: builds recorded", f"{ingest.recorded}", f"{INGEST_WEBHOOKS}",
-         verdict(ingest.recorded == INGEST_WEBHOOKS)),
+        (f"ingest: webhooks accepted per second (8 clients, median of {INGEST_ROUNDS} rounds)",
+         f"{rate:.0f}/s", f">= {INGEST_TARGET_PER_SECOND}/s",
+         verdict(rate >= INGEST_TARGET_PER_SECOND)),
+        ("  the rounds", f"{rounds}", "", ""),
+        ("ingest: answered 202, each round", ", ".join(map(str, ingest.accepted)),
+         f"{INGEST_WEBHOOKS}", verdict(set(ingest.accepted) == {INGEST_WEBHOOKS})),
+        ("ingest: builds recorded, each round", ", ".join(map(str, ingest.recorded)),
+         f"{INGEST_WEBHOOKS}", verdict(set(ingest.recorded) == {INGEST_WEBHOOKS})),
         ("end to end: webhook sent -> build passed (median)",
          f"{median_ms(e2e.e2e):.0f} ms", "", ""),
         ("floor: git clone + docker run pytest (median)", f"{median_ms(e2e.floor):.0f} ms",
@@ -664,15 +689,19 @@ data directory (`slipway db upgrade`), a git repository with one passing test an
 
 {commands}
 
-- **ingest**: {INGEST_WEBHOOKS} GitHub push webhooks (the recorded `push.branch.json`
-  pointed at `{REPO}` and its HEAD), each with its own delivery id and
-  `X-Hub-Signature-256`, all built and signed before the clock starts, sent to
+- **ingest**: {INGEST_ROUNDS} rounds of {INGEST_WEBHOOKS} GitHub push webhooks (the
+  recorded `push.branch.json` pointed at `{REPO}` and its HEAD), each with its own
+  delivery id and `X-Hub-Signature-256`, all built and signed before the clock starts,
+  sent to
   `POST /hooks/github` by {INGEST_CLIENTS} threads at once, each webhook on a
   connection of its own as forges deliver them (raw HTTP/1.1 over a socket, so the
-  client costs little of the CPU the server needs). Accepted per second = webhooks
-  answered 202 / time from the start signal to the last answer. The stack runs without runner workers, so the builds stay queued;
-  "builds recorded" is `total` of `GET /api/repos/{REPO}/builds?per_page=1`
-  afterwards. That stack is then stopped and a fresh one is used for the rest.
+  client costs little of the CPU the server needs). A warm-up round of
+  {INGEST_WARM_UP} such webhooks goes first, untimed, as a running service is warm.
+  Accepted per second = webhooks answered 202 / time from the start signal to the
+  last answer, per round; the table gives the median and each round. The stack runs
+  without runner workers, so the builds stay queued; "builds recorded" is how much
+  `total` of `GET /api/repos/{REPO}/builds?per_page=1` grew over each round. That
+  stack is then stopped and a fresh one is used for the rest.
 - **end to end**: after one warm-up build (it fills the runner's mirror cache),
   {E2E_BUILDS} times: commit to the repository, send its push webhook, poll
   `GET /api/repos/{REPO}/builds/N` every {POLL_SECONDS * 1000:.0f} ms until it says

@@ -190,6 +190,29 @@ def test_redis_down_still_answers_202_and_the_reconciler_enqueues(
     assert job_queue.reconcile(session, redis_client, resources.settings).requeued == []
 
 
+def test_the_reconciler_leaves_a_held_backlog_alone_and_requeues_what_rq_dropped(
+        client, registered, session, redis_client, resources):
+    from rq.job import Job as RQJob
+
+    from ci.models import utcnow
+
+    for index in range(30):
+        post_hook(client, push_payload("octo/project", SHA, message=f"change {index}"))
+    jobs = list(session.scalars(select(Job).order_by(Job.id)))
+    for job in jobs:
+        job.enqueued_at = utcnow() - job_queue.REQUEUE_GRACE * 2
+    session.commit()
+    assert job_queue.reconcile(session, redis_client, resources.settings).requeued == []
+
+    # RQ says one started (its runner died before taking the lease); one is gone.
+    started, gone = jobs[3], jobs[7]
+    redis_client.hset(RQJob.key_for(keys.rq_job_id(started.id, 1)), "status", "started")
+    redis_client.delete(RQJob.key_for(keys.rq_job_id(gone.id, 1)))
+    result = job_queue.reconcile(session, redis_client, resources.settings)
+    assert result.requeued == [started.id, gone.id]
+    assert {job.attempt for job in (started, gone)} == {2}
+
+
 def test_running_job_without_a_lease_becomes_errored(session, registered, client, redis_client,
                                                      resources):
     from ci import store
