@@ -19,6 +19,7 @@ from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from ci import secrets, store
@@ -133,24 +134,24 @@ def reconcile(session: Session, redis: Redis, settings: Settings) -> Reconciled:
         leased = pipe.execute()
     now = utcnow()
     unleased = [job for job, has_lease in zip(jobs, leased) if not has_lease]
-    for job in unleased:
-        if job.status == Status.RUNNING:
-            store.finish_job(session, job, Status.ERRORED, now,
-                             "runner lost: the runner stopped reporting while the job ran")
-            result.lost.append(job.id)
+    lost = [job.id for job in unleased if job.status == Status.RUNNING]
     waiting = [job for job in unleased if job.status == Status.QUEUED
-               and now - (job.enqueued_at or job.created_at) > REQUEUE_GRACE]
-    for job, held in zip(waiting, _rq_holds(redis, waiting)):
-        if not held:
-            attempt = job.attempt + 1
-            enqueue(redis, job_spec(settings, job.build.repo, job.build, job, attempt))
-            store.mark_enqueued(session, job, attempt)
-            result.requeued.append(job.id)
+               and now - job.since > REQUEUE_GRACE]
+    dropped = [job.id for job, held in zip(waiting, _rq_holds(redis, waiting)) if not held]
+    for job in store.get_jobs(session, lost):
+        store.finish_job(session, job, Status.ERRORED, now,
+                         "runner lost: the runner stopped reporting while the job ran")
+        result.lost.append(job.id)
+    for job in store.get_jobs(session, dropped):
+        attempt = job.attempt + 1
+        enqueue(redis, job_spec(settings, job.build.repo, job.build, job, attempt))
+        store.mark_enqueued(session, job, attempt)
+        result.requeued.append(job.id)
     session.commit()
     return result
 
 
-def _rq_holds(redis: Redis, jobs: list[Job]) -> list[bool]:
+def _rq_holds(redis: Redis, jobs: list[Row]) -> list[bool]:
     """For each job, whether RQ still has its attempt waiting (not started, failed or gone).
 
     One round trip for all: a backlog of thousands of queued jobs is normal when the

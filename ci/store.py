@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, TextClause, bindparam, func, select, text
+from sqlalchemy import Row, Table, TextClause, bindparam, func, select, text
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.session import make_transient_to_detached
@@ -246,12 +246,26 @@ def job_of_build(build: Build, number: int) -> Job | None:
 
 # Job state -------------------------------------------------------------------------------
 
-def unfinished_jobs(session: Session) -> list[Job]:
-    """Jobs the database says are queued or running, oldest first."""
-    return list(session.scalars(
-        select(Job).where(Job.status.in_((Status.QUEUED, Status.RUNNING)))
-        .options(selectinload(Job.build).selectinload(Build.repo)).order_by(Job.id)
+def unfinished_jobs(session: Session) -> list[Row]:
+    """``id``, ``status``, ``attempt`` and ``since`` (enqueued, else created) of the jobs
+    the database says are queued or running, oldest first.
+
+    Columns, not ORM objects: the reconciler reads them every few seconds, and a backlog
+    of thousands of queued jobs is normal when the runners are busy.
+    """
+    return list(session.execute(
+        select(Job.id, Job.status, Job.attempt,
+               func.coalesce(Job.enqueued_at, Job.created_at).label("since"))
+        .where(Job.status.in_((Status.QUEUED, Status.RUNNING))).order_by(Job.id)
     ))
+
+
+def get_jobs(session: Session, ids: list[int]) -> list[Job]:
+    """The jobs with ``ids``, in that order, with their builds and repos."""
+    found = {job.id: job for job in session.scalars(
+        select(Job).where(Job.id.in_(ids))
+        .options(selectinload(Job.build).selectinload(Build.repo)))}
+    return [found[job_id] for job_id in ids if job_id in found]
 
 
 def mark_enqueued(session: Session, job: Job, attempt: int) -> None:

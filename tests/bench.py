@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -34,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -421,30 +421,6 @@ class LogLag:
     lags: list[float]
 
 
-def deliver(port: int, raw: bytes) -> int:
-    """Send one prepared request on a connection of its own, as forges deliver webhooks;
-    the response's status code.
-
-    The bench shares the machine with the server it measures, so its client must cost
-    next to nothing: requests are encoded before the clock starts, and a response is
-    read only as far as its status and ``Content-Length``.
-    """
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection.sendall(raw)
-        with connection.makefile("rb") as reader:
-            status_line = reader.readline()
-            length = 0
-            while (line := reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.lower() == b"content-length":
-                    length = int(value)
-            reader.read(length)
-    if not status_line:
-        raise BenchError("the server closed the connection without answering")
-    return int(status_line.split()[1])
-
-
 def raw_request(port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
     """``POST path`` with ``body`` as the bytes a client sends."""
     lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close",
@@ -452,31 +428,60 @@ def raw_request(port: int, path: str, body: bytes, headers: dict[str, str]) -> b
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+class Exchange:
+    """One request on its own connection: what is left to send, what came back."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.unsent = memoryview(raw)
+        self.received = bytearray()
+
+    def status(self) -> int:
+        """The response's status code; 0 when the server closed without one."""
+        parts = bytes(self.received[:16]).split(b" ")
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
 def send_concurrently(port: int, requests: list[bytes]) -> tuple[list[int], float]:
-    """``requests`` from INGEST_CLIENTS threads at once; their statuses and the seconds
-    from the start signal to the last answer."""
+    """``requests``, INGEST_CLIENTS at a time, each on a connection of its own as forges
+    deliver webhooks; their status codes and the seconds from the first connection to
+    the last answer.
+
+    One thread drives the connections with a selector: the bench shares the machine
+    with the server it measures, so its client must cost next to nothing. Requests are
+    bytes prepared beforehand, and each response ends where the server closes.
+    """
+    waiting = iter(requests)
+    selector = selectors.DefaultSelector()
     statuses: list[int] = []
-    lock = threading.Lock()
-    start = threading.Barrier(INGEST_CLIENTS + 1)
 
-    def client(share: list[bytes]) -> None:
-        mine = []
-        try:
-            start.wait()
-            for raw in share:
-                mine.append(deliver(port, raw))
-        finally:
-            with lock:
-                statuses.extend(mine)
+    def open_next() -> None:
+        raw = next(waiting, None)
+        if raw is not None:
+            connection = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            connection.setblocking(False)
+            connection.connect_ex(("127.0.0.1", port))
+            selector.register(connection, selectors.EVENT_WRITE, Exchange(raw))
 
-    threads = [threading.Thread(target=client, args=(requests[index::INGEST_CLIENTS],))
-               for index in range(INGEST_CLIENTS)]
-    for thread in threads:
-        thread.start()
-    start.wait()
     began = time.perf_counter()
-    for thread in threads:
-        thread.join()
+    for _ in range(INGEST_CLIENTS):
+        open_next()
+    while selector.get_map():
+        ready = selector.select(timeout=START_SECONDS)
+        if not ready:
+            raise BenchError(f"no answer from the web server for {START_SECONDS} s")
+        for key, events in ready:
+            connection, exchange = key.fileobj, key.data
+            if events & selectors.EVENT_WRITE:
+                exchange.unsent = exchange.unsent[connection.send(exchange.unsent):]
+                if not exchange.unsent:
+                    selector.modify(connection, selectors.EVENT_READ, exchange)
+            elif chunk := connection.recv(65536):
+                exchange.received += chunk
+            else:
+                selector.unregister(connection)
+                connection.close()
+                statuses.append(exchange.status())
+                open_next()
     return statuses, time.perf_counter() - began
 
 
@@ -693,9 +698,9 @@ data directory (`slipway db upgrade`), a git repository with one passing test an
   recorded `push.branch.json` pointed at `{REPO}` and its HEAD), each with its own
   delivery id and `X-Hub-Signature-256`, all built and signed before the clock starts,
   sent to
-  `POST /hooks/github` by {INGEST_CLIENTS} threads at once, each webhook on a
-  connection of its own as forges deliver them (raw HTTP/1.1 over a socket, so the
-  client costs little of the CPU the server needs). A warm-up round of
+  `POST /hooks/github` {INGEST_CLIENTS} at a time, each webhook on a connection of its
+  own as forges deliver them (raw HTTP/1.1 from one thread driving the connections
+  with a selector, so the client costs little of the CPU the server needs). A warm-up round of
   {INGEST_WARM_UP} such webhooks goes first, untimed, as a running service is warm.
   Accepted per second = webhooks answered 202 / time from the start signal to the
   last answer, per round; the table gives the median and each round. The stack runs
