@@ -14,7 +14,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from ci import logs, queue, statuses, store
+from ci import intake, logs, queue, statuses, store
 from ci.forges.types import Trigger
 from ci.models import Build, Job, Repo, utcnow
 from ci.pipeline.status import Status
@@ -46,8 +46,8 @@ def accept(session: Session, redis: Redis, settings: Settings, repo: Repo,
     marker = next((m for m in SKIP_MARKERS if m in trigger.message.lower()), None)
     skip_reason = f"skipped: the commit message says {marker}" if marker else None
     try:
-        build = store.create_build(session, repo, trigger, skip_reason)
-    except store.DuplicateDelivery as duplicate:
+        build = intake.create_build(session, repo, trigger, skip_reason)
+    except intake.DuplicateDelivery as duplicate:
         return Accepted(build=duplicate.build, created=False, enqueued=False)
     if skip_reason:
         return Accepted(build=build, created=True, enqueued=False, skipped=True)

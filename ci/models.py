@@ -202,5 +202,5 @@ class RepoAccess(Base):
 
 
 # Relationships are resolved now rather than on first use, so that instances built
-# straight from rows (``store.detached``) have every attribute in place.
+# straight from rows (``ci.intake``) have every attribute in place.
 configure_mappers()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from ci import builds, forges, store
+from ci import builds, forges, intake
 from ci.forges.payload import json_object
 from ci.forges.types import Ignored, WebhookRejected
 from ci.resources import redis, session, settings
@@ -29,7 +29,7 @@ def receive(name: str):
     try:
         payload = json_object(body)
         full_name = forge.repo_name(payload)
-        repo = store.get_repo_with_secrets(session(), full_name)
+        repo = intake.get_repo_with_secrets(session(), full_name)
         if repo is None or repo.forge != forge.NAME:
             return json_error(404, f"repository {full_name} is not registered; add it with "
                               f"`slipway repo add {full_name} --forge {forge.NAME} ...`",

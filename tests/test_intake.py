@@ -1,4 +1,4 @@
-"""The webhook's bare-cursor SQL (``ci.rawsql``, ``ci.db.raw_write``) against a real database:
+"""The webhook's bare-cursor SQL (``ci.intake``) against a real database:
 what it writes reads back through the ORM unchanged, and a failed write leaves no
 trace and no lock behind."""
 
@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select, text
 
-from ci import store
+from ci import intake
 from ci.db import raw_write
 from ci.forges.types import Trigger
 from ci.models import Build, Job, Repo, Secret
@@ -22,7 +22,7 @@ def trigger(delivery: str | None = "d-1") -> Trigger:
 
 
 def test_a_build_written_raw_reads_back_through_the_orm_as_written(session, registered):
-    made = store.create_build(session, registered, trigger())
+    made = intake.create_build(session, registered, trigger())
 
     session.expire_all()
     build = session.get(Build, made.id)
@@ -35,7 +35,7 @@ def test_a_build_written_raw_reads_back_through_the_orm_as_written(session, regi
 
 
 def test_the_returned_build_needs_no_session(session, registered):
-    made = store.create_build(session, registered, trigger())
+    made = intake.create_build(session, registered, trigger())
     session.close()
 
     assert made.repo.full_name == "octo/project"
@@ -45,11 +45,11 @@ def test_the_returned_build_needs_no_session(session, registered):
 
 def test_numbers_follow_each_other_and_a_repeated_delivery_returns_the_first_build(
         session, registered):
-    first = store.create_build(session, registered, trigger("d-1"))
-    second = store.create_build(session, registered, trigger("d-2"))
+    first = intake.create_build(session, registered, trigger("d-1"))
+    second = intake.create_build(session, registered, trigger("d-2"))
 
-    with pytest.raises(store.DuplicateDelivery) as duplicate:
-        store.create_build(session, registered, trigger("d-1"))
+    with pytest.raises(intake.DuplicateDelivery) as duplicate:
+        intake.create_build(session, registered, trigger("d-1"))
 
     assert (first.number, second.number) == (1, 2)
     assert duplicate.value.build.id == first.id
@@ -65,7 +65,7 @@ def test_the_repo_and_its_secrets_come_back_typed_like_the_orm_loads_them(
                     {"id": registered.id})
     session.commit()
 
-    repo = store.get_repo_with_secrets(session, "octo/project")
+    repo = intake.get_repo_with_secrets(session, "octo/project")
 
     loaded = session.get(Repo, registered.id)
     session.refresh(loaded)
@@ -73,7 +73,7 @@ def test_the_repo_and_its_secrets_come_back_typed_like_the_orm_loads_them(
     assert repo.created_at == loaded.created_at
     assert [(s.name, s.value) for s in repo.secrets] == [
         (s.name, s.value) for s in session.scalars(select(Secret))]
-    assert store.get_repo_with_secrets(session, "octo/nothing") is None
+    assert intake.get_repo_with_secrets(session, "octo/nothing") is None
 
 
 def test_a_failed_write_is_rolled_back_and_releases_the_writer_lock(session, registered,
