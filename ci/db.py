@@ -134,10 +134,11 @@ def raw_read(engine: Engine) -> Iterator[Any]:
 def raw_write(engine: Engine) -> Iterator[Any]:
     """A write transaction on a bare DBAPI cursor: committed on exit, rolled back on error.
 
-    For the few statements every webhook writes. Under concurrent webhooks the writer
-    lock is the one thing they queue for, and a thread holding it waits for the GIL
-    after every call into SQLite; SQLAlchemy's bookkeeping between those calls made
-    the lock's hold time (and so the webhook rate) several times what SQLite needs.
+    For the few statements every webhook writes (``ci.intake``). Concurrent webhooks
+    all queue for the writer lock, so the time it is held bounds the webhook rate;
+    SQLAlchemy's bookkeeping between the calls into SQLite made that several times
+    what SQLite needs (more again in threaded servers, where each call into SQLite
+    hands the GIL to another thread and must wait to get it back).
     """
     writers = _WRITER_LOCKS.get(engine.pool)
     connection = engine.raw_connection()
