@@ -694,19 +694,21 @@ data directory (`slipway db upgrade`), a git repository with one passing test an
 
 {commands}
 
-- **ingest**: {INGEST_ROUNDS} rounds of {INGEST_WEBHOOKS} GitHub push webhooks (the
-  recorded `push.branch.json` pointed at `{REPO}` and its HEAD), each with its own
-  delivery id and `X-Hub-Signature-256`, all built and signed before the clock starts,
-  sent to
-  `POST /hooks/github` {INGEST_CLIENTS} at a time, each webhook on a connection of its
-  own as forges deliver them (raw HTTP/1.1 from one thread driving the connections
-  with a selector, so the client costs little of the CPU the server needs). A warm-up round of
-  {INGEST_WARM_UP} such webhooks goes first, untimed, as a running service is warm.
-  Accepted per second = webhooks answered 202 / time from the start signal to the
+- **ingest**: {INGEST_ROUNDS} rounds of {INGEST_WEBHOOKS} GitHub push webhooks (the recorded
+  `push.branch.json` pointed at `{REPO}` and its HEAD), each with its own delivery id
+  and `X-Hub-Signature-256`, all built and signed before the clock starts, sent to
+  `POST /hooks/github` {INGEST_CLIENTS} at a time, each on a connection of its own as
+  forges deliver them (raw HTTP/1.1 from one thread driving the connections with a
+  selector, so the client takes little of the CPU the server needs). A warm-up round
+  of {INGEST_WARM_UP} such webhooks goes first, untimed, as a running service is warm.
+  Accepted per second = webhooks answered 202 / time from the first connection to the
   last answer, per round; the table gives the median and each round. The stack runs
   without runner workers, so the builds stay queued; "builds recorded" is how much
-  `total` of `GET /api/repos/{REPO}/builds?per_page=1` grew over each round. That
-  stack is then stopped and a fresh one is used for the rest.
+  `total` of `GET /api/repos/{REPO}/builds?per_page=1` grew over each round. The
+  bench sets the stack's `SLIPWAY_*` variables itself (Redis, data directory, base
+  URL, runners) and passes on no others, so gunicorn writes no access log
+  (`SLIPWAY_ACCESS_LOG` unset, the default). That stack is then stopped and a fresh
+  one is used for the rest.
 - **end to end**: after one warm-up build (it fills the runner's mirror cache),
   {E2E_BUILDS} times: commit to the repository, send its push webhook, poll
   `GET /api/repos/{REPO}/builds/N` every {POLL_SECONDS * 1000:.0f} ms until it says
