@@ -12,6 +12,7 @@ from pathlib import Path
 
 from redis import Redis
 
+from ci.models import Job
 from ci.pipeline import keys
 from ci.pipeline.logformat import LogEntry
 
@@ -68,10 +69,15 @@ def discard(redis: Redis, log_dir: Path, job_id: int) -> None:
     archive_path(log_dir, job_id).unlink(missing_ok=True)
 
 
-def read_all(redis: Redis, log_dir: Path, job_id: int, after: str = "0-0") -> list[LogEntry]:
-    """The job's log after ``after``, from the archive when there is one, else live."""
-    archived = read_archive(log_dir, job_id, after)
-    return archived if archived is not None else read_live(redis, job_id, after)
+def read_all(redis: Redis, log_dir: Path, job: Job, after: str = "0-0") -> list[LogEntry]:
+    """The job's log after ``after``: from the archive once the database says the job's
+    log is archived, else live.
+
+    Only the database can say: an archive file may be another job's of the same id, left
+    by a database restored from a backup or started afresh in the same data folder.
+    """
+    archived = read_archive(log_dir, job.id, after) if job.log_archived else None
+    return archived if archived is not None else read_live(redis, job.id, after)
 
 
 def _after(entry_id: str, after: str) -> bool:

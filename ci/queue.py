@@ -55,7 +55,8 @@ def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: in
     return JobSpec(
         job_id=job.id, attempt=attempt, build_id=build.id, repo=repo.full_name,
         clone_url=repo.clone_url, sha=build.sha, ref=build.ref, event=build.event,
-        branch=build.branch, default_branch=repo.default_branch, plan=len(build.jobs) == 1, cell=json.loads(job.cell or "{}"), env=env,
+        branch=build.branch, default_branch=repo.default_branch, plan=len(build.jobs) == 1,
+        cell=json.loads(job.cell or "{}"), env=env,
         default_image=settings.default_image, timeout_seconds=settings.job_timeout_seconds,
         limits=limits_for(settings, repo), log_limit_bytes=settings.log_limit_bytes,
         sealed_secrets=secrets.seal(settings, secrets.for_build(settings, repo, build)),
@@ -74,7 +75,9 @@ def enqueue(redis: Redis, spec: JobSpec) -> None:
             description=f"{spec.repo} job {spec.job_id}", pipeline=pipe,
         )
         pipe.set(keys.current_attempt(spec.job_id), spec.attempt, ex=7 * 86400)
-        pipe.delete(keys.cancel(spec.job_id))  # a rerun must not see an old cancel
+        # An attempt starts clean: no cancel of a rerun's earlier attempt, and no live log
+        # of a job that had this id before the database was restored from a backup.
+        pipe.delete(keys.cancel(spec.job_id), keys.log_stream(spec.job_id))
         pipe.execute()
 
 

@@ -75,7 +75,8 @@ def _enqueue(redis: Redis, build: Build, job_id: int | None) -> None:
         # Once a day per process, not once per build: it is a choice, not an error. No
         # Redis call either: this runs on every webhook of every such repository.
         now, registration = time.monotonic(), (build.repo_id, build.repo.created_at)
-        if now - _unreported_told.get(registration, -UNREPORTED_LOG_SECONDS) >= UNREPORTED_LOG_SECONDS:
+        told = _unreported_told.get(registration, -UNREPORTED_LOG_SECONDS)
+        if now - told >= UNREPORTED_LOG_SECONDS:
             _unreported_told[registration] = now
             log.info("no commit statuses for %s: %s", build.repo.full_name, reason)
         return

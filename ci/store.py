@@ -124,6 +124,11 @@ def get_job(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id, options=[selectinload(Job.steps)])
 
 
+def log_archived(session: Session, job_id: int) -> bool:
+    """Whether the recorder archived the job's log (its archive file is this job's)."""
+    return bool(session.scalar(select(Job.log_archived).where(Job.id == job_id)))
+
+
 def job_of_build(build: Build, number: int) -> Job | None:
     return next((job for job in build.jobs if job.number == number), None)
 

@@ -230,3 +230,25 @@ def test_running_job_without_a_lease_becomes_errored(session, registered, client
     assert job.status == "errored"
     assert job.error.startswith("runner lost")
     assert job.build.status == "errored"
+
+
+def test_a_log_left_by_an_earlier_database_is_not_shown_for_a_new_job_of_that_id(
+        client, registered, session, redis_client, resources):
+    from ci import logs
+    from ci.pipeline.logformat import END, INFO, LogEntry
+
+    # A database restored from a backup hands out job ids the data folder has seen.
+    stale = logs.archive_path(resources.settings.log_dir, 1)
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text(json.dumps(LogEntry("1-0", INFO, -1, "an old job's checkout").__dict__)
+                     + "\n" + json.dumps(LogEntry("1-1", END, -1, "errored").__dict__) + "\n")
+    redis_client.xadd(keys.log_stream(1), LogEntry("", INFO, -1, "an old live line").to_fields())
+
+    assert post_hook(client, push_payload("octo/project", SHA)).status_code == 202
+
+    assert redis_client.exists(keys.log_stream(1)) == 0
+    assert client.get("/octo/project/builds/1/jobs/1/log.txt").text == ""
+    page = client.get("/octo/project/builds/1").text
+    assert "an old" not in page
+    api = client.get("/api/repos/octo/project/builds/1/jobs/1/log")
+    assert api.status_code == 200 and "an old" not in api.text

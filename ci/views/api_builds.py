@@ -149,7 +149,7 @@ def job_log(owner: str, name: str, number: int, job_number: int) -> Response:
         offset = int(request.args.get("offset", 0))
     except ValueError:
         abort(400, description="offset must be a whole number of bytes")
-    text = to_text(logs.read_all(redis(), settings().log_dir, job.id)).encode()
+    text = to_text(logs.read_all(redis(), settings().log_dir, job)).encode()
     if not 0 <= offset <= len(text):
         # A rerun starts the log anew: a client past its end reads it from 0 again.
         abort(416, description=f"offset {offset} is outside the log, which has {len(text)} "

@@ -14,10 +14,10 @@ from typing import Iterator
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from ci import logs
+from ci import logs, store
 from ci.logview import LogRenderer
 from ci.pipeline.logformat import END, to_text
-from ci.resources import redis, session, settings
+from ci.resources import redis, resources, session, settings
 from ci.views.lookup import job_or_404
 
 bp = Blueprint("logs", __name__)
@@ -29,7 +29,7 @@ KEEPALIVE_MS = 15_000
 @bp.get("/<owner>/<name>/builds/<int:number>/jobs/<int:job_number>/log.txt")
 def log_text(owner: str, name: str, number: int, job_number: int) -> Response:
     _repo, _build, job = job_or_404(owner, name, number, job_number)
-    entries = logs.read_all(redis(), settings().log_dir, job.id)
+    entries = logs.read_all(redis(), settings().log_dir, job)
     response = Response(to_text(entries), mimetype="text/plain")
     response.headers["Cache-Control"] = "no-cache"
     return response
@@ -42,18 +42,20 @@ def log_events(owner: str, name: str, number: int, job_number: int) -> Response:
     after = request.headers.get("Last-Event-ID") or request.args.get("after") or "0-0"
     if not STREAM_ID.fullmatch(after):
         after = "0-0"
+    archived = job.log_archived
     session().close()
-    stream = _events(redis(), settings().log_dir, job_id, after)
+    stream = _events(redis(), settings().log_dir, job_id, archived, after)
     response = Response(stream_with_context(stream), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
 
 
-def _events(redis_client, log_dir, job_id: int, after: str) -> Iterator[str]:
+def _events(redis_client, log_dir, job_id: int, archived_at_start: bool,
+            after: str) -> Iterator[str]:
     renderer = LogRenderer()
     yield "retry: 2000\n\n"
-    archived = logs.read_archive(log_dir, job_id, after)
+    archived = logs.read_archive(log_dir, job_id, after) if archived_at_start else None
     entries = archived if archived is not None else logs.read_live(redis_client, job_id, after)
     while True:
         for entry in entries:
@@ -66,10 +68,17 @@ def _events(redis_client, log_dir, job_id: int, after: str) -> Iterator[str]:
         entries = logs.wait_live(redis_client, job_id, after, KEEPALIVE_MS)
         if not entries:
             # The live stream may have expired after the job was archived.
-            archived = logs.read_archive(log_dir, job_id, after)
+            archived = logs.read_archive(log_dir, job_id, after) if _archived(job_id) else None
             entries = archived or []
             if archived is None:
                 yield ": keepalive\n\n"
+
+
+def _archived(job_id: int) -> bool:
+    """Whether the database says the job's log is archived (a file of that name may be
+    another job's, left by a database restored from a backup)."""
+    with resources().sessions() as db_session:
+        return store.log_archived(db_session, job_id)
 
 
 def _sse(renderer: LogRenderer, entry) -> str:

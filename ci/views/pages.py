@@ -52,7 +52,7 @@ def build_page(owner: str, name: str, number: int) -> Response:
     repo, build = build_or_404(owner, name, number)
     jobs = []
     for job in build.jobs:
-        entries = logs.read_all(redis(), settings().log_dir, job.id)
+        entries = logs.read_all(redis(), settings().log_dir, job)
         jobs.append({
             "job": job,
             "sections": LogRenderer().sections(entries),
