@@ -28,11 +28,9 @@ class RawStatement:
         self._parameters = [(name, compiled.binds[name].type.dialect_impl(dialect)
                              .bind_processor(dialect))
                             for name in compiled.positiontup or compiled.binds]
-        columns = getattr(statement, "selected_columns", ())
-        self._names = [column.name for column in columns]
-        self._from_db = {column.name: convert for column in columns
-                         if (convert := column.type.dialect_impl(dialect)
-                                     .result_processor(dialect, None)) is not None}
+        self._dialect = dialect
+        self._columns = list(getattr(statement, "selected_columns", ()))
+        self._from_db: list | None = None  # known once the driver has described a result
 
     def execute(self, cursor: Any, values: Mapping[str, Any]) -> Any:
         """Run with the parameters it names taken from ``values``; the cursor, to fetch from."""
@@ -48,9 +46,15 @@ class RawStatement:
 
     def rows(self, cursor: Any, values: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Every row of a ``select()``, by column name, converted as the ORM would."""
-        return [{name: self._from_db[name](value) if name in self._from_db else value
-                 for name, value in zip(self._names, row)}
-                for row in self.execute(cursor, values).fetchall()]
+        found = self.execute(cursor, values).fetchall()
+        if self._from_db is None:
+            # Some conversions depend on the type the driver reports (PostgreSQL numerics).
+            self._from_db = [
+                (column.name, column.type.dialect_impl(self._dialect)
+                 .result_processor(self._dialect, description[1]))
+                for column, description in zip(self._columns, cursor.description)]
+        return [{name: convert(value) if convert else value
+                 for (name, convert), value in zip(self._from_db, row)} for row in found]
 
 
 @lru_cache(maxsize=None)
