@@ -137,15 +137,20 @@ def reconcile(session: Session, redis: Redis, settings: Settings) -> Reconciled:
         leased = pipe.execute()
     now = utcnow()
     unleased = [job for job, has_lease in zip(jobs, leased) if not has_lease]
-    lost = [job.id for job in unleased if job.status == Status.RUNNING]
+    lost = {job.id: job for job in unleased if job.status == Status.RUNNING}
     waiting = [job for job in unleased if job.status == Status.QUEUED
                and now - job.since > REQUEUE_GRACE]
-    dropped = [job.id for job, held in zip(waiting, _rq_holds(redis, waiting)) if not held]
-    for job in store.get_jobs(session, lost):
+    dropped = {job.id: job for job, held in zip(waiting, _rq_holds(redis, waiting)) if not held}
+    # Loaded again now, each acted on only if it is still as it was when Redis was asked.
+    for job in store.get_jobs(session, list(lost)):
+        if job.status != Status.RUNNING or job.attempt != lost[job.id].attempt:
+            continue
         store.finish_job(session, job, Status.ERRORED, now,
                          "runner lost: the runner stopped reporting while the job ran")
         result.lost.append(job.id)
-    for job in store.get_jobs(session, dropped):
+    for job in store.get_jobs(session, list(dropped)):
+        if job.status != Status.QUEUED or job.attempt != dropped[job.id].attempt:
+            continue
         attempt = job.attempt + 1
         enqueue(redis, job_spec(settings, job.build.repo, job.build, job, attempt))
         store.mark_enqueued(session, job, attempt)
