@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 from redis import Redis
@@ -13,7 +12,7 @@ from redis import Redis
 from ci.pipeline import keys
 from ci.pipeline.logformat import OUT, LogEntry
 from tests.bench import ROOT, procfile
-from tests.conftest import SECRET, free_port, push_payload, sign
+from tests.conftest import SECRET, free_port, push_payload, sign, wait_for
 
 #: More open log streams than the threaded server it replaced had threads (2 x 32).
 VIEWERS = 80
@@ -28,11 +27,8 @@ def web(app, registered, redis_url, tmp_path):
     log = (tmp_path / "web.log").open("wb")
     process = subprocess.Popen(["sh", "-c", procfile()["web"]], cwd=ROOT, env=env,
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while not _answers(port):
-        assert process.poll() is None, (tmp_path / "web.log").read_text()
-        assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
-        time.sleep(0.05)
+    wait_for(lambda: process.poll() is not None or _answers(port))
+    assert process.poll() is None, (tmp_path / "web.log").read_text()
     yield port
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=30)

@@ -16,7 +16,6 @@ from ci.forges.payload import (
     commit_sha,
     dig,
     first_header,
-    full_name_at,
     required,
 )
 from ci.forges.types import (
@@ -33,6 +32,8 @@ NAME = "gitea"
 ALIASES: tuple[str, ...] = ("forgejo", "gogs")
 #: Every Gitea is self-hosted: a repo that wants statuses sets ``https://HOST/api/v1``.
 DEFAULT_API_URL = None
+#: Where a payload names the repository, needed to find its secret.
+REPO_NAME_AT = ("repository", "full_name")
 SIGNATURE_HEADERS = ("X-Forgejo-Signature", "X-Gitea-Signature", "X-Gogs-Signature")
 EVENT_HEADERS = ("X-Forgejo-Event", "X-Gitea-Event", "X-Gogs-Event")
 #: The finer event type, e.g. ``pull_request_sync`` for new commits on a pull request.
@@ -43,15 +44,6 @@ PR_ACTIONS = {"opened", "synchronized", "reopened"}
 DESCRIPTION_LIMIT = 255
 #: GitHub's four states; ``warning`` is how an allowed failure shows.
 STATES = COMMIT_STATES
-
-
-def repo_name(payload: dict[str, Any]) -> str:
-    """The ``owner/name`` the webhook is about, needed to find its secret.
-
-    Raises:
-        WebhookRejected: the payload names no repository (400).
-    """
-    return full_name_at(payload, "repository", "full_name")
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:

@@ -13,7 +13,6 @@ from ci.forges.payload import (
     ZERO_SHA,
     commit_sha,
     dig,
-    full_name_at,
     required,
 )
 from ci.forges.types import (
@@ -30,20 +29,13 @@ NAME = "github"
 ALIASES: tuple[str, ...] = ()
 #: GitHub Enterprise Server repos set ``https://HOST/api/v3`` instead.
 DEFAULT_API_URL = "https://api.github.com"
+#: Where a payload names the repository, needed to find its secret.
+REPO_NAME_AT = ("repository", "full_name")
 PR_ACTIONS = {"opened", "synchronize", "reopened"}
 #: GitHub answers 422 to a longer status description.
 DESCRIPTION_LIMIT = 140
 #: GitHub knows only four states.
 STATES = COMMIT_STATES
-
-
-def repo_name(payload: dict[str, Any]) -> str:
-    """The ``owner/name`` the webhook is about, needed to find its secret.
-
-    Raises:
-        WebhookRejected: the payload names no repository (400).
-    """
-    return full_name_at(payload, "repository", "full_name")
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 from urllib.parse import quote
 
-from ci.forges.payload import ZERO_SHA, commit_sha, dig, full_name_at, required
+from ci.forges.payload import ZERO_SHA, commit_sha, dig, required
 from ci.forges.types import CommitStatus, Ignored, StatusRequest, Trigger, WebhookRejected
 from ci.pipeline.status import Status
 from ci.signatures import verify_token
@@ -20,6 +20,8 @@ NAME = "gitlab"
 ALIASES: tuple[str, ...] = ()
 #: Self-hosted GitLab repos set ``https://HOST/api/v4`` instead.
 DEFAULT_API_URL = "https://gitlab.com/api/v4"
+#: Where a payload names the project (a merge request's target), to find its secret.
+REPO_NAME_AT = ("project", "path_with_namespace")
 PUSH_EVENTS = {"Push Hook", "Tag Push Hook"}
 MR_EVENT = "Merge Request Hook"
 #: ``update`` builds only when it brought commits (``oldrev`` is set); a new title does not.
@@ -32,15 +34,6 @@ STATES = {
     Status.FAILED: "failed", Status.ERRORED: "failed", Status.CANCELED: "canceled",
     Status.SKIPPED: "success",
 }
-
-
-def repo_name(payload: dict[str, Any]) -> str:
-    """The project's ``path_with_namespace`` (the target project of a merge request).
-
-    Raises:
-        WebhookRejected: the payload names no project (400).
-    """
-    return full_name_at(payload, "project", "path_with_namespace")
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes) -> None:

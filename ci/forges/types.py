@@ -92,15 +92,14 @@ class Forge(Protocol):
 
     ``NAME`` is what repos register as, ``ALIASES`` further webhook paths served by
     the same module (Forgejo and Gogs speak Gitea's dialect), ``DEFAULT_API_URL``
-    the API base when a repo sets none (None: the repo must set one).
+    the API base when a repo sets none (None: the repo must set one), ``REPO_NAME_AT``
+    the keys under which a payload names the repository (to find its secret).
     """
 
     NAME: str
     ALIASES: tuple[str, ...]
     DEFAULT_API_URL: str | None
-
-    def repo_name(self, payload: dict[str, Any]) -> str:
-        """The registered name the webhook is about; 400 when the payload has none."""
+    REPO_NAME_AT: tuple[str, ...]
 
     def verify(self, secret: str, headers: Mapping[str, str], body: bytes) -> None:
         """Raise :class:`WebhookRejected` (401) unless the request proves it knows ``secret``."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from ci import builds, forges, intake
-from ci.forges.payload import json_object
+from ci.forges.payload import full_name_at, json_object
 from ci.forges.types import Ignored, WebhookRejected
 from ci.resources import redis, session, settings
 from ci.views.errors import json_error
@@ -28,7 +28,7 @@ def receive(name: str):
     body = request.get_data(cache=False)
     try:
         payload = json_object(body)
-        full_name = forge.repo_name(payload)
+        full_name = full_name_at(payload, *forge.REPO_NAME_AT)
         repo = intake.get_repo_with_secrets(session(), full_name)
         if repo is None or repo.forge != forge.NAME:
             return json_error(404, f"repository {full_name} is not registered; add it with "
