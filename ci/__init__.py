@@ -17,10 +17,21 @@ def create_app(test_config: Mapping[str, Any] | None = None):
 
     from flask import Flask
 
-    from ci import assets, resources
     from ci.settings import load_settings
-    from ci.views import (actions, api, api_builds, auth, badges, errors, hooks, logs,
-                          openapi, pages)
+    from ci.views import (
+        actions,
+        api,
+        api_builds,
+        assets,
+        auth,
+        badges,
+        errors,
+        hooks,
+        logs,
+        openapi,
+        pages,
+        resources,
+    )
 
     settings = load_settings(**dict(test_config or {}))
     app = Flask(__name__, template_folder=str(Path(__file__).parent.parent / "templates"))

@@ -7,11 +7,11 @@ import hashlib
 import hmac
 import json
 import os
-import sys
-import threading
 import shutil
 import socket
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -22,16 +22,17 @@ import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
-
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from ci import create_app, db, logs
-from ci.models import Build
-from ci.pipeline.logformat import to_text
+from ci import create_app
+from ci.builds.recorder import Recorder
+from ci.logs import storage
 from ci.pipeline import keys
-from ci.recorder import Recorder
-from ci.resources import Resources
+from ci.pipeline.logformat import to_text
+from ci.store import db
+from ci.store.models import Build
+from ci.views.resources import Resources
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GITHUB = FIXTURES / "webhooks" / "github"
@@ -281,7 +282,7 @@ def build_with(client, git_repo, registered, session, resources, redis_client):
 
 
 def log_of(resources, job) -> str:
-    return to_text(logs.read_archive(resources.settings.log_dir, job.id))
+    return to_text(storage.read_archive(resources.settings.log_dir, job.id))
 
 
 PASSWORD = "correct horse battery"
@@ -289,7 +290,7 @@ PASSWORD = "correct horse battery"
 
 def add_user(session, name: str, admin: bool = False, grants: dict | None = None):
     """A user with :data:`PASSWORD`, granted ``{repo: "read" | "write"}``."""
-    from ci import access, users
+    from ci.accounts import access, users
 
     user = users.add_user(session, name, PASSWORD, admin=admin)
     for repo, permission in (grants or {}).items():
@@ -298,7 +299,7 @@ def add_user(session, name: str, admin: bool = False, grants: dict | None = None
 
 
 def token_headers(session, user) -> dict[str, str]:
-    from ci import users
+    from ci.accounts import users
 
     _token, plain = users.create_token(session, user, "tests")
     return {"Authorization": f"Bearer {plain}"}
@@ -327,7 +328,7 @@ def cli(tmp_path, redis_url, redis_client, monkeypatch):
     """Run ``slipway`` in this process against a database of its own and the test Redis."""
     from click.testing import CliRunner
 
-    from ci.cli import main
+    from ci.cli.main import main
 
     monkeypatch.setenv("SLIPWAY_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SLIPWAY_REDIS_URL", redis_url)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ci.ansi import AnsiToHtml, ansi_to_html, strip_ansi
+from ci.logs.ansi import AnsiToHtml, ansi_to_html, strip_ansi
 
 ESC = "\x1b"
 CSS = Path(__file__).resolve().parent.parent / "ci" / "static" / "ansi.css"

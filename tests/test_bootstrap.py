@@ -12,7 +12,7 @@ import docker
 import pytest
 import redis
 
-from ci.bootstrap import BootstrapError, ensure_redis, stop_started
+from ci.cli.bootstrap import BootstrapError, ensure_redis, stop_started
 from runners.images import IMAGES, ensure_image, image_exists
 from tests.conftest import free_port, wait_for
 

@@ -3,8 +3,8 @@
 import pytest
 from sqlalchemy import select
 
-from ci import logs
-from ci.models import Build
+from ci.logs import storage
+from ci.store.models import Build
 from tests.conftest import IMAGE, post_hook, push_payload
 
 pytestmark = pytest.mark.docker
@@ -30,7 +30,7 @@ def push_and_run(client, git_repo, run_queue, session, files, message="change") 
 def job_log(resources, build) -> str:
     from ci.pipeline.logformat import to_text
 
-    return to_text(logs.read_archive(resources.settings.log_dir, build.jobs[0].id))
+    return to_text(storage.read_archive(resources.settings.log_dir, build.jobs[0].id))
 
 
 def test_signed_push_passes_and_archives_the_test_output(

@@ -9,10 +9,18 @@ import pytest
 from rq import Queue
 from sqlalchemy import select
 
-from ci.models import Build
 from ci.pipeline import keys
-from tests.conftest import (GITHUB, IMAGE, SLIPWAY, add_user, post_hook, push_payload,
-                            token_headers, wait_for)
+from ci.store.models import Build
+from tests.conftest import (
+    GITHUB,
+    IMAGE,
+    SLIPWAY,
+    add_user,
+    post_hook,
+    push_payload,
+    token_headers,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -133,11 +141,11 @@ def test_a_new_pull_request_push_cancels_the_older_build(client, registered, ses
 
 def test_cells_planned_after_a_cancel_never_start(client, registered, session, redis_client,
                                                   resources):
-    from ci import builds as build_service
     from ci import store
-    from ci.models import utcnow
+    from ci.builds import service as build_service
+    from ci.builds.recorder import Recorder
     from ci.pipeline.spec import Event, EventType
-    from ci.recorder import Recorder
+    from ci.store.models import utcnow
 
     post_hook(client, push_payload("octo/project", "c" * 40))
     first = build(session, 1)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from ci import forges, store
 from ci.forges import gitea
 from ci.forges.types import WebhookRejected
-from ci.models import Build
+from ci.store.models import Build
 from tests.conftest import FIXTURES, SECRET
 
 WEBHOOKS = FIXTURES / "webhooks"

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
-from ci import logs
-from ci.models import Build
+from ci.logs import storage
 from ci.pipeline.logformat import to_text
 from ci.pipeline.spec import Limits
+from ci.store.models import Build
 from tests.conftest import IMAGE, post_hook, push_payload
 
 pytestmark = pytest.mark.docker
@@ -47,7 +47,7 @@ def run_build(client, git_repo, run_queue, session, files) -> Build:
 
 
 def archived(resources, build) -> str:
-    return to_text(logs.read_archive(resources.settings.log_dir, build.jobs[0].id))
+    return to_text(storage.read_archive(resources.settings.log_dir, build.jobs[0].id))
 
 
 def test_a_fork_bomb_hits_the_pids_limit_and_fails_cleanly(

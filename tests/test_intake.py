@@ -1,4 +1,4 @@
-"""The webhook's bare-cursor SQL (``ci.intake``) against a real database:
+"""The webhook's bare-cursor SQL (``ci.store.intake``) against a real database:
 what it writes reads back through the ORM unchanged, and a failed write leaves no
 trace and no lock behind."""
 
@@ -8,10 +8,10 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select, text
 
-from ci import intake
-from ci.db import raw_write
 from ci.forges.types import Trigger
-from ci.models import Build, Job, Repo, Secret
+from ci.store import intake
+from ci.store.db import raw_write
+from ci.store.models import Build, Job, Repo, Secret
 
 SHA = "b" * 40
 
@@ -58,9 +58,9 @@ def test_numbers_follow_each_other_and_a_repeated_delivery_returns_the_first_bui
 
 def test_the_repo_and_its_secrets_come_back_typed_like_the_orm_loads_them(
         session, registered, resources):
-    from ci import secrets
+    from ci.accounts import repo_secrets
 
-    secrets.set_secret(session, resources.settings, registered, "TOKEN", "s3cret")
+    repo_secrets.set_secret(session, resources.settings, registered, "TOKEN", "s3cret")
     session.execute(text("UPDATE repos SET private = 1, job_cpus = 1.5 WHERE id = :id"),
                     {"id": registered.id})
     session.commit()

@@ -7,8 +7,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from ci.models import Job
 from ci.pipeline import keys
+from ci.store.models import Job
 from tests.conftest import IMAGE, SLIPWAY, post_hook, push_payload, sse_events, wait_for
 
 pytestmark = pytest.mark.docker

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from ci import store
-from ci.models import Build
+from ci.store.models import Build
 from tests.conftest import add_user, csrf_of, post_hook, push_payload, sign_in
 
 SHA = "e" * 40

@@ -6,10 +6,11 @@ import pytest
 from rq import Queue
 from sqlalchemy import select
 
-from ci.models import Build
 from ci.pipeline import keys
+from ci.store.models import Build
 from runners.images import ensure_image
 from tests.conftest import IMAGE, log_of, post_hook, push_payload, wait_for
+
 REDIS_IMAGE = "slipway/redis:7"
 
 # Talks to the job's `redis` service: stores this cell's value, waits, reads it back.

@@ -9,12 +9,11 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from ci.models import Build, Job
+from ci.builds.recorder import Recorder
 from ci.pipeline import keys
 from ci.pipeline.spec import Limits
-from ci.recorder import Recorder
+from ci.store.models import Build, Job
 from tests.conftest import IMAGE, SLIPWAY, post_hook, push_payload, wait_for
-
 
 
 def test_runner_imports_only_the_pure_core():
@@ -48,10 +47,10 @@ def test_build_containers_are_confined(client, git_repo, registered, run_queue, 
     session.rollback()
     build = session.scalar(select(Build))
     assert build.status == "passed", build.error
-    from ci import logs
+    from ci.logs import storage
     from ci.pipeline.logformat import to_text
 
-    text = to_text(logs.read_archive(resources.settings.log_dir, build.jobs[0].id))
+    text = to_text(storage.read_archive(resources.settings.log_dir, build.jobs[0].id))
     assert "no-docker-socket" in text
     assert "NoNewPrivs:\t1" in text
     assert "pids=200" in text
@@ -104,7 +103,7 @@ def test_a_killed_runner_is_noticed_and_its_container_swept(
 @pytest.mark.docker
 def test_a_repository_can_have_its_own_limits(client, git_repo, registered, run_queue, session,
                                               resources, docker_client):
-    from ci import limits
+    from ci.accounts import limits
 
     limits.set_limits(session, resources.settings, registered, memory="300m", pids=77)
     script = ("echo pids=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max); "
@@ -115,9 +114,9 @@ def test_a_repository_can_have_its_own_limits(client, git_repo, registered, run_
     run_queue()
     session.rollback()
     build = session.scalar(select(Build))
-    from ci import logs
+    from ci.logs import storage
     from ci.pipeline.logformat import to_text
 
-    text = to_text(logs.read_archive(resources.settings.log_dir, build.jobs[0].id))
+    text = to_text(storage.read_archive(resources.settings.log_dir, build.jobs[0].id))
     assert "pids=77" in text
     assert f"mem={300 * 1024 * 1024}" in text

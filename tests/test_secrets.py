@@ -8,9 +8,10 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from ci import logs, secrets
-from ci.models import Build, Secret
+from ci.accounts import repo_secrets
+from ci.logs import storage
 from ci.pipeline.logformat import to_text
+from ci.store.models import Build, Secret
 from tests.conftest import GITHUB, IMAGE, post_hook, push_payload, sse_events
 
 VALUE = "s3cr3t-deploy-t0ken-value"
@@ -32,7 +33,7 @@ steps:
 
 @pytest.fixture
 def with_secret(registered, session, resources):
-    secrets.set_secret(session, resources.settings, registered, "DEPLOY_TOKEN", VALUE)
+    repo_secrets.set_secret(session, resources.settings, registered, "DEPLOY_TOKEN", VALUE)
     return registered
 
 
@@ -47,7 +48,7 @@ def test_bad_secret_names_are_refused(registered, session, resources):
     from ci.store import StoreError
 
     with pytest.raises(StoreError, match="is not a secret name"):
-        secrets.set_secret(session, resources.settings, registered, "deploy-token", "x" * 8)
+        repo_secrets.set_secret(session, resources.settings, registered, "deploy-token", "x" * 8)
 
 
 @pytest.mark.docker
@@ -59,7 +60,7 @@ def test_a_secret_reaches_only_its_step_and_never_the_logs(
     session.rollback()
     build = session.scalar(select(Build))
     assert build.status == "passed", build.error
-    archived = to_text(logs.read_archive(resources.settings.log_dir, build.jobs[0].id))
+    archived = to_text(storage.read_archive(resources.settings.log_dir, build.jobs[0].id))
     streamed = "".join(data["html"] for _id, _kind, data in sse_events(
         requests.get(f"{server}/octo/project/builds/1/jobs/1/events", stream=True, timeout=30)))
     for text in (archived, streamed):
@@ -89,7 +90,7 @@ def test_a_pull_request_from_a_fork_gets_no_secrets(
     assert build.status == "failed"
     assert build.error == ("step 'deploy' needs DEPLOY_TOKEN: secrets are never given to pull "
                            "requests from forks")
-    text = to_text(logs.read_archive(resources.settings.log_dir, build.jobs[0].id))
+    text = to_text(storage.read_archive(resources.settings.log_dir, build.jobs[0].id))
     assert "first half" not in text
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ci.signatures import hmac_sha256_hex, verify_github_signature
+from ci.forges.signatures import hmac_sha256_hex, verify_github_signature
 from tests.conftest import FIXTURES, GITHUB, SECRET
 
 VECTORS = json.loads((FIXTURES / "webhooks" / "SIGNATURE_VECTORS.json").read_text())

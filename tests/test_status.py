@@ -16,16 +16,19 @@ from rq import Queue, SimpleWorker
 from rq.job import JobStatus
 from sqlalchemy import select
 
-from ci import builds, crypto, db, secrets, statuses, store
-from ci.cli import main
-from ci.forges import gitea, github, gitlab
+from ci import store
+from ci.accounts import crypto, repo_secrets
+from ci.builds import service
+from ci.builds.recorder import Recorder
+from ci.cli.main import main
+from ci.forges import gitea, github, gitlab, statuses
 from ci.forges.types import CommitStatus, Trigger
-from ci.models import Build, Job, Repo, utcnow
 from ci.pipeline import keys
 from ci.pipeline.spec import Event, EventType
 from ci.pipeline.status import Status
-from ci.recorder import Recorder
 from ci.settings import load_settings
+from ci.store import db
+from ci.store.models import Build, Job, Repo, utcnow
 from tests.conftest import SECRET, free_port, post_hook, push_payload, wait_for
 
 SHA = "b" * 40
@@ -111,7 +114,7 @@ def add_repo(session, settings, git_repo, forge: str, api_url: str | None) -> Re
 def accept(session, redis_client, settings, repo: Repo, sha: str = SHA) -> Build:
     trigger = Trigger(repo=repo.full_name, event="push", ref="refs/heads/main", sha=sha,
                       branch="main", message="change")
-    return builds.accept(session, redis_client, settings, repo, trigger).build
+    return service.accept(session, redis_client, settings, repo, trigger).build
 
 
 def send_statuses(redis_client, scheduler: bool = False) -> None:
@@ -281,7 +284,7 @@ def test_a_refused_status_is_logged_and_not_retried(forge_api, session, resource
     forge_api.answers = [422]
     accept(session, redis_client, resources.settings, repo)
     [report] = Queue(keys.STATUS_QUEUE, connection=redis_client).get_jobs()
-    with caplog.at_level(logging.WARNING, logger="ci.statuses"):
+    with caplog.at_level(logging.WARNING, logger="ci.forges.statuses"):
         send_statuses(redis_client)
     assert report.get_status(refresh=True) == JobStatus.FINISHED
     assert report.return_value() == ["slipway: rejected (422)", "job 1: not planned yet"]
@@ -321,7 +324,7 @@ def test_a_runner_lost_by_the_reconciler_is_reported(forge_api, session, resourc
 
 def test_no_token_means_no_reports_and_one_log_line(session, resources, redis_client,
                                                      registered, caplog):
-    with caplog.at_level(logging.INFO, logger="ci.statuses"):
+    with caplog.at_level(logging.INFO, logger="ci.forges.statuses"):
         build = accept(session, redis_client, resources.settings, registered)
         statuses.report_build(redis_client, build)
         statuses.report_job(redis_client, build.jobs[0])
@@ -386,5 +389,5 @@ def test_cli_stores_the_token_encrypted(tmp_path, redis_url, redis_client, monke
         repo = check.scalar(select(Repo))
         assert repo.api_url == "https://gitea.example.com/api/v1"
         assert "n3w-t0ken" not in repo.forge_token
-        assert crypto.decrypt(secrets.key(settings), repo.forge_token) == "n3w-t0ken"
+        assert crypto.decrypt(repo_secrets.key(settings), repo.forge_token) == "n3w-t0ken"
     engine.dispose()

@@ -5,9 +5,10 @@ import html
 
 from sqlalchemy import select
 
-from ci import store, users
-from ci.models import ApiToken, User
+from ci import store
+from ci.accounts import users
 from ci.pipeline import keys
+from ci.store.models import ApiToken, User
 from tests.conftest import PASSWORD, add_user, csrf_of, sign_in
 
 

@@ -5,9 +5,9 @@ import json
 from rq import Queue
 from sqlalchemy import func, select
 
-from ci import queue as job_queue
-from ci.models import Build, Job
+from ci.builds import dispatch as job_queue
 from ci.pipeline import keys
+from ci.store.models import Build, Job
 from tests.conftest import GITHUB, SECRET, post_hook, push_payload
 
 SHA = "a" * 40
@@ -172,7 +172,7 @@ def test_redis_down_still_answers_202_and_the_reconciler_enqueues(
         app, client, registered, session, redis_client, resources):
     from redis import Redis
 
-    from ci.models import utcnow
+    from ci.store.models import utcnow
 
     resources.redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     response = post_hook(client, push_payload("octo/project", SHA))
@@ -194,7 +194,7 @@ def test_the_reconciler_leaves_a_held_backlog_alone_and_requeues_what_rq_dropped
         client, registered, session, redis_client, resources):
     from rq.job import Job as RQJob
 
-    from ci.models import utcnow
+    from ci.store.models import utcnow
 
     for index in range(30):
         post_hook(client, push_payload("octo/project", SHA, message=f"change {index}"))
@@ -216,7 +216,7 @@ def test_the_reconciler_leaves_a_held_backlog_alone_and_requeues_what_rq_dropped
 def test_running_job_without_a_lease_becomes_errored(session, registered, client, redis_client,
                                                      resources):
     from ci import store
-    from ci.models import utcnow
+    from ci.store.models import utcnow
 
     post_hook(client, push_payload("octo/project", SHA))
     job = session.scalar(select(Job))
@@ -234,11 +234,11 @@ def test_running_job_without_a_lease_becomes_errored(session, registered, client
 
 def test_a_log_left_by_an_earlier_database_is_not_shown_for_a_new_job_of_that_id(
         client, registered, session, redis_client, resources):
-    from ci import logs
+    from ci.logs import storage
     from ci.pipeline.logformat import END, INFO, LogEntry
 
     # A database restored from a backup hands out job ids the data folder has seen.
-    stale = logs.archive_path(resources.settings.log_dir, 1)
+    stale = storage.archive_path(resources.settings.log_dir, 1)
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_text(json.dumps(LogEntry("1-0", INFO, -1, "an old job's checkout").__dict__)
                      + "\n" + json.dumps(LogEntry("1-1", END, -1, "errored").__dict__) + "\n")

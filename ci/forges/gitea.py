@@ -18,6 +18,7 @@ from ci.forges.payload import (
     first_header,
     required,
 )
+from ci.forges.signatures import verify_hex_signature
 from ci.forges.types import (
     COMMIT_STATES,
     CommitStatus,
@@ -26,7 +27,6 @@ from ci.forges.types import (
     Trigger,
     WebhookRejected,
 )
-from ci.signatures import verify_hex_signature
 
 NAME = "gitea"
 ALIASES: tuple[str, ...] = ("forgejo", "gogs")

@@ -15,6 +15,7 @@ from ci.forges.payload import (
     dig,
     required,
 )
+from ci.forges.signatures import verify_github_signature
 from ci.forges.types import (
     COMMIT_STATES,
     CommitStatus,
@@ -23,7 +24,6 @@ from ci.forges.types import (
     Trigger,
     WebhookRejected,
 )
-from ci.signatures import verify_github_signature
 
 NAME = "github"
 ALIASES: tuple[str, ...] = ()

@@ -12,9 +12,15 @@ from typing import Any, Mapping
 from urllib.parse import quote
 
 from ci.forges.payload import ZERO_SHA, commit_sha, dig, required
-from ci.forges.types import CommitStatus, Ignored, StatusRequest, Trigger, WebhookRejected
+from ci.forges.signatures import verify_token
+from ci.forges.types import (
+    CommitStatus,
+    Ignored,
+    StatusRequest,
+    Trigger,
+    WebhookRejected,
+)
 from ci.pipeline.status import Status
-from ci.signatures import verify_token
 
 NAME = "gitlab"
 ALIASES: tuple[str, ...] = ()

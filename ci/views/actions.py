@@ -11,11 +11,12 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from redis.exceptions import RedisError
 from werkzeug.wrappers import Response
 
-from ci import builds, store
-from ci.models import Build, Repo
-from ci.resources import redis, settings, write_session
+from ci import store
+from ci.builds import service
+from ci.store.models import Build, Repo
 from ci.views.auth import current_user
 from ci.views.lookup import job_of_or_404, repo_or_404, writable_repo
+from ci.views.resources import redis, settings, write_session
 
 bp = Blueprint("actions", __name__)
 
@@ -52,11 +53,11 @@ def trigger(owner: str, name: str) -> Response:
     if isinstance(repo, Response):
         return repo
     try:
-        wanted = builds.manual_trigger(repo, branch=request.form.get("branch") or None)
+        wanted = service.manual_trigger(repo, branch=request.form.get("branch") or None)
     except store.StoreError as exc:
         flash(f"Nothing was built: {exc}.")
         return redirect(_page_of(repo))
-    accepted = builds.accept(write_session(), redis(), settings(), repo, wanted)
+    accepted = service.accept(write_session(), redis(), settings(), repo, wanted)
     flash(f"Build #{accepted.build.number} of {wanted.branch} queued.")
     return redirect(_page_of(repo, accepted.build.number))
 
@@ -78,7 +79,7 @@ def _cancel(owner: str, name: str, number: int, job_number: int | None) -> Respo
     repo, build = found
     job = job_of_or_404(repo, build, job_number) if job_number is not None else None
     try:
-        count = builds.cancel(write_session(), redis(), build, current_user().name, only=job)
+        count = service.cancel(write_session(), redis(), build, current_user().name, only=job)
     except RedisError:
         flash("Nothing was canceled: Redis, which tells runners to stop, does not answer.")
         return redirect(_page_of(repo, number))
@@ -93,7 +94,7 @@ def restart(owner: str, name: str, number: int) -> Response:
         return found
     repo, build = found
     try:
-        again = builds.restart(write_session(), redis(), settings(), build).build
+        again = service.restart(write_session(), redis(), settings(), build).build
     except store.StoreError as exc:
         flash(f"Not restarted: {exc}.")
         return redirect(_page_of(repo, number))
@@ -108,7 +109,7 @@ def rerun_failed(owner: str, name: str, number: int) -> Response:
         return found
     repo, build = found
     try:
-        count = builds.rerun_failed(write_session(), redis(), settings(), build)
+        count = service.rerun_failed(write_session(), redis(), settings(), build)
     except store.StoreError as exc:
         flash(f"Nothing was rerun: {exc}.")
         return redirect(_page_of(repo, number))

@@ -11,13 +11,14 @@ from typing import Any
 
 from flask import Blueprint, abort, request, url_for
 
-from ci import access, secrets, store
-from ci.models import Repo
-from ci.resources import session, settings, write_session
+from ci import store
+from ci.accounts import access, repo_secrets
+from ci.store.models import Repo
 from ci.views.auth import current_user, require_admin, unauthorized
 from ci.views.badges import shown_state
 from ci.views.lookup import MAX_PAGE, repo_or_404, writable_repo
 from ci.views.present import repo_json
+from ci.views.resources import session, settings, write_session
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -59,7 +60,7 @@ _JSON_TYPES = {str: "string", bool: "boolean (true or false)"}
 
 
 def _repo_answer(repo: Repo) -> dict[str, Any]:
-    latest, _total = store.list_builds(session(), repo, 1, 1)
+    latest, _total = store.search_builds(session(), repo, 1, 1)
     data = repo_json(repo, latest[0] if latest else None, settings().base_url)
     # Only readable repositories are answered: who has no grant reads a public one.
     granted = access.permission(session(), current_user(), repo) or access.Permission.READ
@@ -139,7 +140,7 @@ def badge(owner: str, name: str):
 
 @bp.get("/repos/<owner>/<name>/secrets")
 def list_secrets(owner: str, name: str):
-    return {"secrets": secrets.names(writable_repo(owner, name))}
+    return {"secrets": repo_secrets.names(writable_repo(owner, name))}
 
 
 @bp.put("/repos/<owner>/<name>/secrets/<secret_name>")
@@ -147,15 +148,15 @@ def put_secret(owner: str, name: str, secret_name: str):
     repo = writable_repo(owner, name)
     body = json_object({"value": str}, required=("value",))
     try:
-        secrets.set_secret(write_session(), settings(), repo, secret_name, body["value"])
+        repo_secrets.set_secret(write_session(), settings(), repo, secret_name, body["value"])
     except store.StoreError as exc:
         abort(400, description=str(exc))
-    return {"secrets": secrets.names(repo)}, 200
+    return {"secrets": repo_secrets.names(repo)}, 200
 
 
 @bp.delete("/repos/<owner>/<name>/secrets/<secret_name>")
 def delete_secret(owner: str, name: str, secret_name: str):
     repo = writable_repo(owner, name)
-    if not secrets.remove_secret(write_session(), repo, secret_name):
+    if not repo_secrets.remove_secret(write_session(), repo, secret_name):
         abort(404, description=f"{repo.full_name} has no secret {secret_name}")
-    return {"secrets": secrets.names(repo)}, 200
+    return {"secrets": repo_secrets.names(repo)}, 200

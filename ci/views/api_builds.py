@@ -1,6 +1,6 @@
 """The JSON API of builds, jobs and logs: list, read, trigger, cancel, restart, rerun.
 
-Actions call the build service (``ci.builds``) exactly as the pages and the CLI do.
+Actions call the build service (``ci.builds.service``) exactly as the pages and the CLI do.
 A job's log can be tailed: ``GET …/log?offset=N`` answers the bytes from ``N`` on
 and ``X-Next-Offset`` (where to ask from next); ``X-Log-Complete: true`` says the
 job has finished and nothing more will come.
@@ -11,11 +11,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, request, url_for
 from redis.exceptions import RedisError
 
-from ci import builds, logs, store
-from ci.models import Build, Repo
+from ci import store
+from ci.builds import service
+from ci.logs import storage
 from ci.pipeline.logformat import to_text
 from ci.pipeline.status import Status
-from ci.resources import redis, session, settings, write_session
+from ci.store.models import Build, Repo
 from ci.views.api import json_object, page_args
 from ci.views.auth import current_user
 from ci.views.lookup import (
@@ -26,6 +27,7 @@ from ci.views.lookup import (
     writable_repo,
 )
 from ci.views.present import build_json, job_json
+from ci.views.resources import redis, session, settings, write_session
 
 bp = Blueprint("api_builds", __name__, url_prefix="/api")
 
@@ -69,10 +71,10 @@ def trigger(owner: str, name: str):
     repo = writable_repo(owner, name)
     body = json_object({"branch": str, "sha": str})
     try:
-        wanted = builds.manual_trigger(repo, branch=body.get("branch"), sha=body.get("sha"))
+        wanted = service.manual_trigger(repo, branch=body.get("branch"), sha=body.get("sha"))
     except store.StoreError as exc:
         abort(400, description=str(exc))
-    accepted = builds.accept(write_session(), redis(), settings(), repo, wanted)
+    accepted = service.accept(write_session(), redis(), settings(), repo, wanted)
     data = build_json(accepted.build, settings().base_url, repo, with_jobs=True)
     data["queued"] = accepted.enqueued
     return data, 201, {"Location": _build_url(repo, accepted.build)}
@@ -96,7 +98,7 @@ def _cancel(owner: str, name: str, number: int, job_number: int | None):
     repo, found = _writable_build(owner, name, number)
     job = job_of_or_404(repo, found, job_number) if job_number is not None else None
     try:
-        count = builds.cancel(write_session(), redis(), found, current_user().name, only=job)
+        count = service.cancel(write_session(), redis(), found, current_user().name, only=job)
     except RedisError:
         abort(503, description="Redis, which tells runners to stop, does not answer; nothing "
                                "was canceled; try again in a moment")
@@ -113,7 +115,7 @@ def cancel(owner: str, name: str, number: int):
 def restart(owner: str, name: str, number: int):
     repo, found = _writable_build(owner, name, number)
     try:
-        accepted = builds.restart(write_session(), redis(), settings(), found)
+        accepted = service.restart(write_session(), redis(), settings(), found)
     except store.StoreError as exc:
         abort(409, description=str(exc))
     return (build_json(accepted.build, settings().base_url, repo), 201,
@@ -124,7 +126,7 @@ def restart(owner: str, name: str, number: int):
 def rerun_failed(owner: str, name: str, number: int):
     repo, found = _writable_build(owner, name, number)
     try:
-        count = builds.rerun_failed(write_session(), redis(), settings(), found)
+        count = service.rerun_failed(write_session(), redis(), settings(), found)
     except store.StoreError as exc:
         abort(409, description=str(exc))
     return {"rerun_jobs": count,
@@ -149,7 +151,7 @@ def job_log(owner: str, name: str, number: int, job_number: int) -> Response:
         offset = int(request.args.get("offset", 0))
     except ValueError:
         abort(400, description="offset must be a whole number of bytes")
-    text = to_text(logs.read_all(redis(), settings().log_dir, job)).encode()
+    text = to_text(storage.read_all(redis(), settings().log_dir, job)).encode()
     if not 0 <= offset <= len(text):
         # A rerun starts the log anew: a client past its end reads it from 0 again.
         abort(416, description=f"offset {offset} is outside the log, which has {len(text)} "

@@ -15,16 +15,27 @@ import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, Flask, abort, flash, g, redirect, render_template, request,
-                   session as cookie, url_for)
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask import session as cookie
 from redis.exceptions import RedisError
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import TooManyRequests, Unauthorized
 from werkzeug.wrappers import Response
 
-from ci import access, store, users
-from ci.models import Repo, User
-from ci.resources import redis, session
+from ci import store
+from ci.accounts import access, users
+from ci.store.models import Repo, User
+from ci.views.resources import redis, session
 
 bp = Blueprint("auth", __name__)
 

@@ -12,8 +12,8 @@ from flask import Blueprint, Response, request
 
 from ci import store
 from ci.badges import badge_state, render_badge
-from ci.models import Repo
-from ci.resources import session
+from ci.store.models import Repo
+from ci.views.resources import session
 
 bp = Blueprint("badges", __name__)
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from ci import builds, forges, intake
+from ci import forges
+from ci.builds import service
 from ci.forges.payload import full_name_at, json_object
 from ci.forges.types import Ignored, WebhookRejected
-from ci.resources import redis, session, settings
+from ci.store import intake
 from ci.views.errors import json_error
+from ci.views.resources import redis, session, settings
 
 bp = Blueprint("hooks", __name__)
 
@@ -41,7 +43,7 @@ def receive(name: str):
     if isinstance(outcome, Ignored):
         return {"status": "ignored", "reason": outcome.reason}, 200
     base = settings().base_url
-    accepted = builds.accept(session(), redis(), settings(), repo, outcome)
+    accepted = service.accept(session(), redis(), settings(), repo, outcome)
     build = accepted.build
     url = f"{base}/{repo.full_name}/builds/{build.number}"
     if not accepted.created:

@@ -14,11 +14,12 @@ from typing import Iterator
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from ci import logs, store
-from ci.logview import LogRenderer
+from ci import store
+from ci.logs import storage
+from ci.logs.render import LogRenderer
 from ci.pipeline.logformat import END, to_text
-from ci.resources import redis, resources, session, settings
 from ci.views.lookup import job_or_404
+from ci.views.resources import redis, resources, session, settings
 
 bp = Blueprint("logs", __name__)
 
@@ -29,7 +30,7 @@ KEEPALIVE_MS = 15_000
 @bp.get("/<owner>/<name>/builds/<int:number>/jobs/<int:job_number>/log.txt")
 def log_text(owner: str, name: str, number: int, job_number: int) -> Response:
     _repo, _build, job = job_or_404(owner, name, number, job_number)
-    entries = logs.read_all(redis(), settings().log_dir, job)
+    entries = storage.read_all(redis(), settings().log_dir, job)
     response = Response(to_text(entries), mimetype="text/plain")
     response.headers["Cache-Control"] = "no-cache"
     return response
@@ -55,8 +56,8 @@ def _events(redis_client, log_dir, job_id: int, archived_at_start: bool,
             after: str) -> Iterator[str]:
     renderer = LogRenderer()
     yield "retry: 2000\n\n"
-    archived = logs.read_archive(log_dir, job_id, after) if archived_at_start else None
-    entries = archived if archived is not None else logs.read_live(redis_client, job_id, after)
+    archived = storage.read_archive(log_dir, job_id, after) if archived_at_start else None
+    entries = archived if archived is not None else storage.read_live(redis_client, job_id, after)
     while True:
         for entry in entries:
             yield _sse(renderer, entry)
@@ -65,10 +66,10 @@ def _events(redis_client, log_dir, job_id: int, archived_at_start: bool,
                 return
         if archived is not None:
             return
-        entries = logs.wait_live(redis_client, job_id, after, KEEPALIVE_MS)
+        entries = storage.wait_live(redis_client, job_id, after, KEEPALIVE_MS)
         if not entries:
             # The live stream may have expired after the job was archived.
-            archived = logs.read_archive(log_dir, job_id, after) if _archived(job_id) else None
+            archived = storage.read_archive(log_dir, job_id, after) if _archived(job_id) else None
             entries = archived or []
             if archived is None:
                 yield ": keepalive\n\n"

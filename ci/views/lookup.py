@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from flask import abort
 
-from ci import access, store
-from ci.models import Build, Job, Repo
-from ci.resources import session, write_session
+from ci import store
+from ci.accounts import access
+from ci.store.models import Build, Job, Repo
 from ci.views.auth import current_user, require_write
+from ci.views.resources import session, write_session
 
 #: Build and job numbers are 32-bit in the database; a larger one names nothing.
 MAX_NUMBER = 2**31 - 1

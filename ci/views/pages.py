@@ -11,13 +11,15 @@ import math
 
 from flask import Blueprint, Response, make_response, render_template, request
 
-from ci import access, logs, store
-from ci.logview import LogRenderer
+from ci import store
+from ci.accounts import access
+from ci.logs import storage
+from ci.logs.render import LogRenderer
 from ci.pipeline.status import Status
-from ci.resources import redis, session, settings
 from ci.views import present
 from ci.views.auth import current_user
 from ci.views.lookup import MAX_PAGE, build_or_404, repo_or_404
+from ci.views.resources import redis, session, settings
 
 bp = Blueprint("pages", __name__)
 
@@ -41,7 +43,7 @@ def repo_page(owner: str, name: str) -> str:
     except ValueError:
         page = 1
     per_page = settings().builds_per_page
-    builds, total = store.list_builds(session(), repo, page, per_page)
+    builds, total = store.search_builds(session(), repo, page, per_page)
     pages = max(math.ceil(total / per_page), 1)
     return render_template("repo.html", repo=repo, builds=builds, page=page, pages=pages,
                            total=total, can_write=access.can_write(session(), current_user(), repo))
@@ -52,7 +54,7 @@ def build_page(owner: str, name: str, number: int) -> Response:
     repo, build = build_or_404(owner, name, number)
     jobs = []
     for job in build.jobs:
-        entries = logs.read_all(redis(), settings().log_dir, job)
+        entries = storage.read_all(redis(), settings().log_dir, job)
         jobs.append({
             "job": job,
             "sections": LogRenderer().sections(entries),

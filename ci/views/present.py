@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ci.models import Build, Job, Repo, Step, utcnow
+from ci.store.models import Build, Job, Repo, Step, utcnow
 
 
 def iso(value: datetime | None) -> str | None:

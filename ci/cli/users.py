@@ -1,7 +1,7 @@
 """``slipway user``, ``slipway token`` and ``slipway repo grant/revoke``: who may do what.
 
-Like every command, they call the service layer (``ci.users``, ``ci.access``), not
-HTTP. The connections come from the root command (``ci.cli``) as the context object.
+Like every command, they call the service layer (``ci.accounts.users``, ``ci.accounts.access``), not
+HTTP. The connections come from the root command (``ci.cli.main``) as the context object.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import sys
 from typing import TYPE_CHECKING, Callable
 
 import click
-from sqlalchemy.orm import Session
 
-from ci import access, store, users
-from ci.models import Repo, User
+from ci import store
+from ci.accounts import access, users
+from ci.store import Session
+from ci.store.models import Repo, User
 
 if TYPE_CHECKING:
-    from ci.cli import Context
+    from ci.cli.main import Context
 
 Connect = Callable[[], "Context"]
 

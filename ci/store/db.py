@@ -24,6 +24,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool
 
+#: What the rest of Slipway names in type hints: a session, and a factory of sessions.
+Sessions = sessionmaker[Session]
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Each SQLite database's writer lock, by the pool of the engine that opened it.
 _WRITER_LOCKS: weakref.WeakKeyDictionary[Pool, WriterLock] = weakref.WeakKeyDictionary()
@@ -108,7 +110,7 @@ class WriterLock:
             self._pid = 0
 
 
-def make_sessionmaker(engine: Engine, writes: bool = False) -> sessionmaker[Session]:
+def make_sessionmaker(engine: Engine, writes: bool = False) -> Sessions:
     """Sessions keep loaded objects usable after commit (views render after committing).
 
     Args:
@@ -122,7 +124,7 @@ def make_sessionmaker(engine: Engine, writes: bool = False) -> sessionmaker[Sess
 
 @contextmanager
 def raw_read(engine: Engine) -> Iterator[Any]:
-    """A bare DBAPI cursor for a few reads that must cost little (see ``ci.rawsql``)."""
+    """A bare DBAPI cursor for a few reads that must cost little (see ``ci.store.rawsql``)."""
     connection = engine.raw_connection()
     try:
         yield connection.cursor()
@@ -134,7 +136,7 @@ def raw_read(engine: Engine) -> Iterator[Any]:
 def raw_write(engine: Engine) -> Iterator[Any]:
     """A write transaction on a bare DBAPI cursor: committed on exit, rolled back on error.
 
-    For the few statements every webhook writes (``ci.intake``). Concurrent webhooks
+    For the few statements every webhook writes (``ci.store.intake``). Concurrent webhooks
     all queue for the writer lock, so the time it is held bounds the webhook rate;
     SQLAlchemy's bookkeeping between the calls into SQLite made that several times
     what SQLite needs (more again in threaded servers, where each call into SQLite

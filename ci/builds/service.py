@@ -12,13 +12,16 @@ from git.cmd import Git
 from git.exc import GitCommandError
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.orm import Session
 
-from ci import intake, logs, queue, statuses, store
+from ci import store
+from ci.builds import dispatch
+from ci.forges import statuses
 from ci.forges.types import Trigger
-from ci.models import Build, Job, Repo, utcnow
+from ci.logs import storage
 from ci.pipeline.status import Status
 from ci.settings import Settings
+from ci.store import Session, intake
+from ci.store.models import Build, Job, Repo, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ def accept(session: Session, redis: Redis, settings: Settings, repo: Repo,
         return Accepted(build=duplicate.build, created=False, enqueued=False)
     if skip_reason:
         return Accepted(build=build, created=True, enqueued=False, skipped=True)
-    enqueued = queue.enqueue_build(redis, settings, build)
+    enqueued = dispatch.enqueue_build(redis, settings, build)
     if enqueued:  # else Redis is down: the runner's first event reports the build instead
         statuses.report_build(redis, build)
     if enqueued and _auto_cancels(settings, build):
@@ -111,7 +114,7 @@ def cancel(session: Session, redis: Redis, build: Build, who: str,
         status = Status(job.status)
         if status.finished:
             continue
-        queue.request_cancel(redis, job, who)
+        dispatch.request_cancel(redis, job, who)
         if status == Status.QUEUED:
             store.finish_job(session, job, Status.CANCELED, utcnow(), f"canceled by {who}")
         count += 1
@@ -143,7 +146,7 @@ def rerun_failed(session: Session, redis: Redis, settings: Settings, build: Buil
     jobs = store.reset_failed_jobs(session, build)
     session.commit()
     for job in jobs:
-        logs.discard(redis, settings.log_dir, job.id)
+        storage.discard(redis, settings.log_dir, job.id)
     if jobs:
-        queue.enqueue_build(redis, settings, build)
+        dispatch.enqueue_build(redis, settings, build)
     return len(jobs)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from flask import Flask, url_for
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "static"
 ONE_YEAR = 365 * 24 * 3600
 
 

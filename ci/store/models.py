@@ -9,7 +9,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    configure_mappers,
+    mapped_column,
+    relationship,
+)
 
 from ci.pipeline.status import Status
 
@@ -34,7 +40,7 @@ class Repo(Base):
     clone_url: Mapped[str] = mapped_column(Text)
     webhook_secret: Mapped[str] = mapped_column(Text)
     default_branch: Mapped[str] = mapped_column(String(255), default="main")
-    #: The token commit statuses are reported with, encrypted (``ci.crypto``); None: no reports.
+    #: The token commit statuses are reported with, encrypted (``ci.accounts.crypto``); None: no reports.
     forge_token: Mapped[str | None] = mapped_column(Text)
     #: The forge's API base URL when not the forge's default (GitHub Enterprise, own GitLab, Gitea).
     api_url: Mapped[str | None] = mapped_column(Text)
@@ -43,7 +49,7 @@ class Repo(Base):
     #: Only users with access see a private repository; anyone sees a public one.
     private: Mapped[bool] = mapped_column(default=False)
     #: Resource limits of this repository's jobs, when they differ from the defaults;
-    #: never above the administrator's maxima (``ci.limits``).
+    #: never above the administrator's maxima (``ci.accounts.limits``).
     job_memory: Mapped[str | None] = mapped_column(String(20))
     job_cpus: Mapped[float | None]
     job_pids: Mapped[int | None]
@@ -128,7 +134,7 @@ class Job(Base):
 
 
 class Secret(Base):
-    """A named value for a repository's steps, stored encrypted (see ``ci.crypto``)."""
+    """A named value for a repository's steps, stored encrypted (see ``ci.accounts.crypto``)."""
 
     __tablename__ = "secrets"
     __table_args__ = (UniqueConstraint("repo_id", "name"),)
@@ -202,5 +208,5 @@ class RepoAccess(Base):
 
 
 # Relationships are resolved now rather than on first use, so that instances built
-# straight from rows (``ci.intake``) have every attribute in place.
+# straight from rows (``ci.store.intake``) have every attribute in place.
 configure_mappers()

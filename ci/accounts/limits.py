@@ -6,12 +6,11 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from sqlalchemy.orm import Session
-
-from ci.models import Repo
+from ci import store
 from ci.pipeline.spec import Limits
 from ci.settings import Settings
-from ci.store import StoreError
+from ci.store import Session, StoreError
+from ci.store.models import Repo
 
 MEMORY = re.compile(r"(\d+(?:\.\d+)?)([kmg]?)b?", re.IGNORECASE)
 UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
@@ -39,13 +38,8 @@ def set_limits(session: Session, settings: Settings, repo: Repo, memory: str | N
                          "(SLIPWAY_MAX_JOB_CPUS)")
     if pids is not None and not 16 <= pids <= top.pids:
         raise StoreError(f"pids {pids} must be between 16 and {top.pids} (SLIPWAY_MAX_JOB_PIDS)")
-    if memory is not None:
-        repo.job_memory = memory.strip().lower()
-    if cpus is not None:
-        repo.job_cpus = cpus
-    if pids is not None:
-        repo.job_pids = pids
-    session.commit()
+    store.set_repo_limits(session, repo, memory.strip().lower() if memory is not None else None,
+                          cpus, pids)
     return limits_for(settings, repo)
 
 

@@ -1,8 +1,9 @@
-"""Slipway's SQL queries: repositories, builds, jobs and steps, users and access.
+"""Slipway's SQL: repositories, builds, jobs and steps, secrets, users and access.
 
-Functions take the session as an argument and never commit unless their name
-says so; callers decide the transaction. Only this module and ``ci.intake`` (the
-webhook's own few statements) speak SQL.
+Functions take the session as an argument and commit only where their docstring
+says so; otherwise callers decide the transaction. With ``ci.store.intake`` (the
+webhook's own few statements) this is all the SQL there is: the rest of Slipway
+calls these functions through the ``ci.store`` package.
 """
 
 from __future__ import annotations
@@ -10,13 +11,79 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ci import forges
-from ci.models import Build, Job, Repo, Step, utcnow
+from ci.pipeline.matrix import cell_name
 from ci.pipeline.status import Status, worst
+from ci.store.models import (
+    ApiToken,
+    Build,
+    Job,
+    Repo,
+    RepoAccess,
+    Secret,
+    Step,
+    User,
+    utcnow,
+)
+
+__all__ = [
+    "FAILURES",
+    "REPO_NAME",
+    "RESERVED_OWNERS",
+    "FORGES",
+    "StoreError",
+    "validate_repo_name",
+    "add_repo",
+    "get_repo",
+    "remove_repo",
+    "list_repos",
+    "get_build",
+    "latest_branch_build",
+    "get_build_by_id",
+    "get_job",
+    "log_archived",
+    "job_of_build",
+    "UnfinishedJob",
+    "unfinished_jobs",
+    "get_jobs",
+    "mark_enqueued",
+    "start_job",
+    "plan_steps",
+    "plan_build",
+    "step_of",
+    "start_step",
+    "finish_step",
+    "mark_log_archived",
+    "finish_job",
+    "reset_failed_jobs",
+    "superseded_builds",
+    "BAD_BRANCH",
+    "validate_branch",
+    "update_repo",
+    "set_forge_access",
+    "set_repo_limits",
+    "set_secret",
+    "remove_secret",
+    "search_builds",
+    "add_user",
+    "get_user",
+    "get_user_by_id",
+    "list_users",
+    "remove_user",
+    "add_token",
+    "user_of_token",
+    "list_tokens",
+    "remove_token",
+    "set_access",
+    "remove_access",
+    "access_of",
+    "granted_repo_ids",
+]
 
 FAILURES = (Status.FAILED, Status.ERRORED)
 REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
@@ -99,18 +166,6 @@ def get_build(session: Session, repo: Repo, number: int) -> Build | None:
     )
 
 
-def list_builds(session: Session, repo: Repo, page: int = 1,
-                per_page: int = 25) -> tuple[list[Build], int]:
-    """One page of a repo's builds, newest first, and the total count."""
-    total = session.scalar(select(func.count()).select_from(Build)
-                           .where(Build.repo_id == repo.id)) or 0
-    builds = session.scalars(
-        select(Build).where(Build.repo_id == repo.id).order_by(Build.number.desc())
-        .offset((max(page, 1) - 1) * per_page).limit(per_page)
-    ).all()
-    return list(builds), total
-
-
 def latest_branch_build(session: Session, repo: Repo, branch: str) -> Build | None:
     """The newest push or manual build of ``branch`` (pull requests and skips do not count)."""
     return session.scalar(
@@ -118,6 +173,10 @@ def latest_branch_build(session: Session, repo: Repo, branch: str) -> Build | No
                             Build.event.in_(("push", "manual")), Build.status != Status.SKIPPED)
         .order_by(Build.number.desc()).limit(1)
     )
+
+
+def get_build_by_id(session: Session, build_id: int) -> Build | None:
+    return session.get(Build, build_id)
 
 
 def get_job(session: Session, job_id: int) -> Job | None:
@@ -135,18 +194,28 @@ def job_of_build(build: Build, number: int) -> Job | None:
 
 # Job state -------------------------------------------------------------------------------
 
-def unfinished_jobs(session: Session) -> list[Row]:
+class UnfinishedJob(NamedTuple):
+    """What the reconciler needs to know of a queued or running job."""
+
+    id: int
+    status: Status
+    attempt: int
+    #: When it was last enqueued (else created).
+    since: datetime
+
+
+def unfinished_jobs(session: Session) -> list[UnfinishedJob]:
     """``id``, ``status``, ``attempt`` and ``since`` (enqueued, else created) of the jobs
     the database says are queued or running, oldest first.
 
     Columns, not ORM objects: the reconciler reads them every few seconds, and a backlog
     of thousands of queued jobs is normal when the runners are busy.
     """
-    return list(session.execute(
+    return [UnfinishedJob(*row) for row in session.execute(
         select(Job.id, Job.status, Job.attempt,
                func.coalesce(Job.enqueued_at, Job.created_at).label("since"))
         .where(Job.status.in_((Status.QUEUED, Status.RUNNING))).order_by(Job.id)
-    ))
+    )]
 
 
 def get_jobs(session: Session, ids: list[int]) -> list[Job]:
@@ -190,23 +259,43 @@ def plan_build(session: Session, job: Job, cells: list[dict[str, str]],
     build = job.build
     if len(build.jobs) > 1 or not cells:
         return []
-    job.cell, job.name = json.dumps(cells[0]), cell_label(cells[0])
+    job.cell, job.name = json.dumps(cells[0]), _job_name(cells[0])
     job.allow_failure = bool(allow_failures[0]) if allow_failures else False
     added = []
     for number, (cell, allowed) in enumerate(zip(cells[1:], allow_failures[1:]), start=2):
-        added.append(Job(number=number, name=cell_label(cell), cell=json.dumps(cell),
+        added.append(Job(number=number, name=_job_name(cell), cell=json.dumps(cell),
                          allow_failure=bool(allowed), status=Status.QUEUED, attempt=1,
                          enqueued_at=utcnow()))
     build.jobs.extend(added)
     return added
 
 
-def cell_label(cell: dict[str, str]) -> str:
-    return " ".join(f"{key}={value}" for key, value in cell.items())[:255] or "default"
+def _job_name(cell: dict[str, str]) -> str:
+    """A job is named after its matrix cell (``PYTHON=3.12``), else ``default``."""
+    return cell_name(cell)[:255] or "default"
 
 
 def step_of(job: Job, index: int) -> Step | None:
     return next((step for step in job.steps if step.number == index + 1), None)
+
+
+def start_step(session: Session, step: Step, at: datetime) -> None:
+    step.status, step.started_at = Status.RUNNING, at
+
+
+def finish_step(session: Session, step: Step, status: Status, exit_code: int | None,
+                at: datetime) -> None:
+    step.status = status
+    step.exit_code = exit_code
+    step.finished_at = at
+    step.started_at = step.started_at or at
+
+
+def mark_log_archived(session: Session, job_id: int) -> None:
+    """Record that the job's log is in its archive file (the page reads it from there)."""
+    job = session.get(Job, job_id)
+    if job is not None:
+        job.log_archived = True
 
 
 def finish_job(session: Session, job: Job, status: Status, at: datetime,
@@ -266,8 +355,6 @@ def superseded_builds(session: Session, build: Build) -> list[Build]:
 
 # Users, API tokens and repository access -------------------------------------------------
 
-from ci.models import ApiToken, RepoAccess, User  # noqa: E402
-
 #: What git refuses in a branch name (``git check-ref-format``), plus whitespace.
 BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$")
 
@@ -296,10 +383,53 @@ def update_repo(session: Session, repo: Repo, default_branch: str | None = None,
     return repo
 
 
+def set_forge_access(session: Session, repo: Repo, encrypted_token: str | None,
+                     api_url: str | None) -> None:
+    """Store the forge token (already encrypted) and API URL, those given, and commit."""
+    if encrypted_token is not None:
+        repo.forge_token = encrypted_token
+    if api_url is not None:
+        repo.api_url = api_url
+    session.commit()
+
+
+def set_repo_limits(session: Session, repo: Repo, memory: str | None, cpus: float | None,
+                    pids: int | None) -> None:
+    """Store the repository's job limits, those given, and commit."""
+    if memory is not None:
+        repo.job_memory = memory
+    if cpus is not None:
+        repo.job_cpus = cpus
+    if pids is not None:
+        repo.job_pids = pids
+    session.commit()
+
+
+def set_secret(session: Session, repo: Repo, name: str, encrypted_value: str) -> None:
+    """Create or replace a repository secret (already encrypted) and commit."""
+    existing = next((secret for secret in repo.secrets if secret.name == name), None)
+    if existing is None:
+        repo.secrets.append(Secret(name=name, value=encrypted_value))
+    else:
+        existing.value, existing.updated_at = encrypted_value, utcnow()
+    session.commit()
+
+
+def remove_secret(session: Session, repo: Repo, name: str) -> bool:
+    """Delete a repository secret and commit; False when it has none of that name."""
+    existing = next((secret for secret in repo.secrets if secret.name == name), None)
+    if existing is None:
+        return False
+    repo.secrets.remove(existing)
+    session.commit()
+    return True
+
+
 def search_builds(session: Session, repo: Repo, page: int = 1, per_page: int = 25,
                   branch: str | None = None, status: Status | None = None,
                   event: str | None = None) -> tuple[list[Build], int]:
-    """Like :func:`list_builds`, keeping only builds of ``branch``, ``status`` and ``event``."""
+    """One page of a repo's builds, newest first, and the total count; only those of
+    ``branch``, ``status`` and ``event`` when given."""
     where = [Build.repo_id == repo.id]
     if branch is not None:
         where.append(Build.branch == branch)

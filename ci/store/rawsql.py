@@ -2,7 +2,7 @@
 
 For the webhook's few queries only: there SQLAlchemy's per-execution bookkeeping
 costs several times the database's own work, and the write runs under the writer
-lock that concurrent webhooks queue for (see ``ci.db.raw_write``). Parameters and
+lock that concurrent webhooks queue for (see ``ci.store.db.raw_write``). Parameters and
 results go through the column types' own conversions, so what is stored and read
 is exactly what the ORM would store and read.
 """

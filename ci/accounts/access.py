@@ -10,11 +10,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Iterable, TypeVar
 
-from sqlalchemy.orm import Session
-
 from ci import store
-from ci.models import Repo, User
-from ci.store import StoreError
+from ci.store import Session, StoreError
+from ci.store.models import Repo, User
 
 Row = TypeVar("Row", bound=tuple)
 

@@ -1,8 +1,8 @@
-"""Alembic environment: runs migrations on the connection ``ci.db.upgrade`` hands in."""
+"""Alembic environment: runs migrations on the connection ``ci.store.db.upgrade`` hands in."""
 
 from alembic import context
 
-from ci.models import Base
+from ci.store.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata,

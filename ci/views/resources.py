@@ -12,19 +12,17 @@ from pathlib import Path
 
 from flask import Flask, current_app, g
 from redis import Redis
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
-from ci.db import make_engine, make_sessionmaker
 from ci.settings import Settings
+from ci.store.db import Engine, Session, Sessions, make_engine, make_sessionmaker
 
 
 @dataclass
 class Resources:
     settings: Settings
     engine: Engine
-    sessions: sessionmaker[Session]
-    write_sessions: sessionmaker[Session]
+    sessions: Sessions
+    write_sessions: Sessions
     redis: Redis
 
 

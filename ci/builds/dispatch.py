@@ -19,16 +19,16 @@ from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus
-from sqlalchemy import Row
-from sqlalchemy.orm import Session
 
-from ci import secrets, store
-from ci.limits import limits_for
-from ci.models import Build, Job, Repo, utcnow
+from ci import store
+from ci.accounts import repo_secrets
+from ci.accounts.limits import limits_for
 from ci.pipeline import keys
 from ci.pipeline.spec import JobSpec
 from ci.pipeline.status import Status
 from ci.settings import Settings
+from ci.store import Session
+from ci.store.models import Build, Job, Repo, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: in
         cell=json.loads(job.cell or "{}"), env=env,
         default_image=settings.default_image, timeout_seconds=settings.job_timeout_seconds,
         limits=limits_for(settings, repo), log_limit_bytes=settings.log_limit_bytes,
-        sealed_secrets=secrets.seal(settings, secrets.for_build(settings, repo, build)),
-        secrets_withheld=secrets.withheld_reason(build),
+        sealed_secrets=repo_secrets.seal(settings, repo_secrets.for_build(settings, repo, build)),
+        secrets_withheld=repo_secrets.withheld_reason(build),
     )
 
 
@@ -159,7 +159,7 @@ def reconcile(session: Session, redis: Redis, settings: Settings) -> Reconciled:
     return result
 
 
-def _rq_holds(redis: Redis, jobs: list[Row]) -> list[bool]:
+def _rq_holds(redis: Redis, jobs: list[store.UnfinishedJob]) -> list[bool]:
     """For each job, whether RQ still has its attempt waiting (not started, failed or gone).
 
     One round trip for all: a backlog of thousands of queued jobs is normal when the

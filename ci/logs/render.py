@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
-from ci.ansi import AnsiToHtml
+from ci.logs.ansi import AnsiToHtml
 from ci.pipeline.logformat import END, INFO, OUT, STEP, LogEntry
 
 

@@ -1,6 +1,6 @@
 """Build secrets: set, list and remove them, and decide which builds may have them.
 
-Values are encrypted at rest (``ci.crypto``) and leave the server only inside the
+Values are encrypted at rest (``ci.accounts.crypto``) and leave the server only inside the
 job payload of a trusted build (a push, a tag or a manual run); the runner gives
 each step only the secrets it names and masks their values in the log.
 """
@@ -12,12 +12,11 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
-from ci import crypto
-from ci.models import Build, Repo, Secret, utcnow
+from ci import store
+from ci.accounts import crypto
 from ci.settings import Settings
-from ci.store import StoreError
+from ci.store import Session, StoreError
+from ci.store.models import Build, Repo
 
 NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,99}")
 MAX_VALUE_BYTES = 64 * 1024
@@ -42,22 +41,12 @@ def set_secret(session: Session, settings: Settings, repo: Repo, name: str, valu
         raise StoreError(f"the value of {name} is empty; give it on standard input")
     if len(value.encode()) > MAX_VALUE_BYTES:
         raise StoreError(f"the value of {name} is larger than {MAX_VALUE_BYTES // 1024} KiB")
-    encrypted = crypto.encrypt(key(settings), value)
-    existing = next((secret for secret in repo.secrets if secret.name == name), None)
-    if existing is None:
-        repo.secrets.append(Secret(name=name, value=encrypted))
-    else:
-        existing.value, existing.updated_at = encrypted, utcnow()
-    session.commit()
+    store.set_secret(session, repo, name, crypto.encrypt(key(settings), value))
 
 
 def remove_secret(session: Session, repo: Repo, name: str) -> bool:
-    existing = next((secret for secret in repo.secrets if secret.name == name), None)
-    if existing is None:
-        return False
-    repo.secrets.remove(existing)
-    session.commit()
-    return True
+    """Delete a secret and commit; False when ``repo`` has none of that name."""
+    return store.remove_secret(session, repo, name)
 
 
 def names(repo: Repo) -> list[str]:

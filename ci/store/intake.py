@@ -3,7 +3,7 @@
 Every webhook runs these, concurrently, and the build is written under the writer
 lock that all of them queue for; through the ORM, bookkeeping cost several times the
 database's own work there. The statements are SQLAlchemy's, compiled once per dialect
-(``ci.rawsql``), so what is stored and read is what the ORM would store and read. The
+(``ci.store.rawsql``), so what is stored and read is what the ORM would store and read. The
 rest of Slipway's SQL is in ``ci.store``.
 """
 
@@ -17,11 +17,17 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.session import make_transient_to_detached
 
-from ci import rawsql
-from ci.db import raw_read, raw_write
 from ci.forges.types import Trigger
-from ci.models import Build, Job, Repo, Secret, utcnow
 from ci.pipeline.status import Status
+from ci.store import rawsql
+from ci.store.db import raw_read, raw_write
+from ci.store.models import Build, Job, Repo, Secret, utcnow
+
+__all__ = [
+    "DuplicateDelivery",
+    "get_repo_with_secrets",
+    "create_build",
+]
 
 M = TypeVar("M")
 

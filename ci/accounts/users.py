@@ -15,13 +15,12 @@ import secrets
 from functools import lru_cache
 
 from redis import Redis
-from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ci import store
-from ci.models import ApiToken, User
 from ci.pipeline import keys
-from ci.store import StoreError
+from ci.store import Session, StoreError
+from ci.store.models import ApiToken, User
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 MIN_PASSWORD_LENGTH = 8

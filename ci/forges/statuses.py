@@ -24,21 +24,21 @@ from urllib.parse import urlsplit
 from redis import Redis
 from redis.exceptions import LockError, RedisError
 from rq import Queue, Retry, get_current_job
-from sqlalchemy.orm import Session
 
-from ci import crypto, db, forges, secrets
+from ci import forges, store
+from ci.accounts import crypto, repo_secrets
 from ci.forges.types import CommitStatus, Forge, StatusRequest
-from ci.models import Build, Job, Repo
 from ci.pipeline import keys
 from ci.pipeline.spec import EventType
 from ci.pipeline.status import Status
 from ci.settings import Settings, load_settings
-from ci.store import StoreError
+from ci.store import Session, StoreError, db
+from ci.store.models import Build, Job, Repo
 
 log = logging.getLogger(__name__)
 
 #: The RQ job that sends reports; enqueued by name.
-DELIVER = "ci.statuses.deliver"
+DELIVER = "ci.forges.statuses.deliver"
 #: Runner events after which a job's status (and its build's) is reported. A job's
 #: context names its matrix cell, which is settled once the job has planned its steps.
 STATUS_EVENTS = (EventType.JOB_STARTED, EventType.STEPS_PLANNED, EventType.JOB_FINISHED)
@@ -119,11 +119,9 @@ def set_forge_access(session: Session, settings: Settings, repo: Repo, token: st
         raise StoreError("the forge token is empty; give it on standard input")
     if api_url is not None:
         api_url = validate_api_url(api_url)
-    if token is not None:
-        repo.forge_token = crypto.encrypt(secrets.key(settings), token.strip())
-    if api_url is not None:
-        repo.api_url = api_url
-    session.commit()
+    encrypted = (crypto.encrypt(repo_secrets.key(settings), token.strip())
+                 if token is not None else None)
+    store.set_forge_access(session, repo, encrypted, api_url)
 
 
 def validate_api_url(url: str) -> str:
@@ -160,7 +158,7 @@ def deliver(build_id: int, job_id: int | None = None) -> list[str]:
 def send(session: Session, redis: Redis, settings: Settings, build_id: int,
          job_id: int | None = None) -> list[str]:
     """Send the statuses :func:`deliver` sends, with the connections given."""
-    build = session.get(Build, build_id)
+    build = store.get_build_by_id(session, build_id)
     if build is None:
         return ["the build was deleted"]
     repo = build.repo
@@ -169,7 +167,7 @@ def send(session: Session, redis: Redis, settings: Settings, build_id: int,
         return [reason]
     forge = forges.get(repo.forge)
     try:
-        token = crypto.decrypt(secrets.key(settings), repo.forge_token)
+        token = crypto.decrypt(repo_secrets.key(settings), repo.forge_token)
     except crypto.CryptoError as exc:
         log.warning("statuses of %s not reported: %s", repo.full_name, exc)
         return [str(exc)]  # trying again would not help
@@ -199,8 +197,8 @@ def send(session: Session, redis: Redis, settings: Settings, build_id: int,
 
 def _send_one(session: Session, redis: Redis, settings: Settings, forge: Forge, api_url: str,
               token: str, build_id: int, job_id: int | None) -> str:
-    build = session.get(Build, build_id)
-    job = session.get(Job, job_id) if job_id is not None else None
+    build = store.get_build_by_id(session, build_id)
+    job = store.get_job(session, job_id) if job_id is not None else None
     if job is None and job_id is not None:
         return f"job {job_id} is gone"
     if job is not None and not _context_known(job):

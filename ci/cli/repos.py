@@ -1,7 +1,7 @@
 """``slipway secret`` and ``slipway repo limits``: a repository's secrets and job limits.
 
-Like every command, they call the service layer (``ci.secrets``, ``ci.limits``), not
-HTTP. The connections come from the root command (``ci.cli``) as the context object.
+Like every command, they call the service layer (``ci.accounts.repo_secrets``, ``ci.accounts.limits``), not
+HTTP. The connections come from the root command (``ci.cli.main``) as the context object.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import sys
 from typing import TYPE_CHECKING, Callable
 
 import click
-from sqlalchemy.orm import Session
 
-from ci import limits, secrets, store
-from ci.models import Repo
+from ci import store
+from ci.accounts import limits, repo_secrets
+from ci.store import Session
+from ci.store.models import Repo
 
 if TYPE_CHECKING:
-    from ci.cli import Context
+    from ci.cli.main import Context
 
 Connect = Callable[[], "Context"]
 
@@ -43,7 +44,7 @@ def secret_set(connect: Connect, full_name: str, name: str) -> None:
     ctx = connect()
     with ctx.sessions() as session:
         try:
-            secrets.set_secret(session, ctx.settings, repo_or_fail(session, full_name), name, value)
+            repo_secrets.set_secret(session, ctx.settings, repo_or_fail(session, full_name), name, value)
         except store.StoreError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"secret {name} of {full_name} set")
@@ -56,7 +57,7 @@ def secret_list(connect: Connect, full_name: str) -> None:
     """List the names of FULL_NAME's secrets (never their values)."""
     ctx = connect()
     with ctx.sessions() as session:
-        for name in secrets.names(repo_or_fail(session, full_name)):
+        for name in repo_secrets.names(repo_or_fail(session, full_name)):
             click.echo(name)
 
 
@@ -68,7 +69,7 @@ def secret_remove(connect: Connect, full_name: str, name: str) -> None:
     """Remove secret NAME of FULL_NAME."""
     ctx = connect()
     with ctx.sessions() as session:
-        if not secrets.remove_secret(session, repo_or_fail(session, full_name), name):
+        if not repo_secrets.remove_secret(session, repo_or_fail(session, full_name), name):
             raise click.ClickException(f"{full_name} has no secret {name}")
     click.echo(f"secret {name} of {full_name} removed")
 

@@ -14,22 +14,22 @@ from dataclasses import dataclass
 
 import click
 from redis import Redis
-from sqlalchemy.orm import Session, sessionmaker
 
-from ci import cli_repo_settings, cli_users
+from ci.cli import repos, users
 from ci.forges import FORGES
 from ci.settings import Settings, SettingsError, load_settings
+from ci.store import Session, Sessions
 
 
 @dataclass
 class Context:
     settings: Settings
-    sessions: sessionmaker[Session]
+    sessions: Sessions
     redis: Redis
 
 
 def _context(migrate: bool = True) -> Context:
-    from ci import db
+    from ci.store import db
 
     try:
         settings = load_settings()
@@ -49,7 +49,7 @@ def main(ctx: click.Context) -> None:
     """Slipway: continuous integration on your own servers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # Commands defined in other modules (ci.cli_users, ci.cli_repo_settings) connect
+    # Commands defined in other modules (ci.cli.users, ci.cli.repos) connect
     # through this.
     ctx.obj = _context
 
@@ -82,7 +82,8 @@ API_URL_HELP = ("The forge's API base URL, for commit statuses: https://HOST/api
 def repo_add(full_name: str, forge: str, clone_url: str, secret: str, default_branch: str,
              token_stdin: bool, api_url: str | None, private: bool) -> None:
     """Register FULL_NAME (OWNER/NAME) so its webhooks start builds."""
-    from ci import statuses, store
+    from ci import store
+    from ci.forges import statuses
 
     token = _read_token() if token_stdin else None
     ctx = _context()
@@ -114,12 +115,13 @@ def _read_token() -> str:
 @click.option("--api-url", help=API_URL_HELP)
 def repo_set_token(full_name: str, api_url: str | None) -> None:
     """Set the forge API token of FULL_NAME, read from standard input, for commit statuses."""
-    from ci import statuses, store
+    from ci import store
+    from ci.forges import statuses
 
     token = _read_token()
     ctx = _context()
     with ctx.sessions() as session:
-        found = cli_repo_settings.repo_or_fail(session, full_name)
+        found = repos.repo_or_fail(session, full_name)
         try:
             statuses.set_forge_access(session, ctx.settings, found, token, api_url)
         except store.StoreError as exc:
@@ -166,7 +168,8 @@ def repo_remove(full_name: str) -> None:
 @click.option("--sha", help="Build this exact commit.")
 def trigger(full_name: str, branch: str | None, sha: str | None) -> None:
     """Start a build of FULL_NAME by hand."""
-    from ci import builds, store
+    from ci import store
+    from ci.builds import service
 
     ctx = _context()
     with ctx.sessions() as session:
@@ -174,10 +177,10 @@ def trigger(full_name: str, branch: str | None, sha: str | None) -> None:
         if found is None:
             raise click.ClickException(f"{full_name} is not registered")
         try:
-            wanted = builds.manual_trigger(found, branch=branch, sha=sha)
+            wanted = service.manual_trigger(found, branch=branch, sha=sha)
         except store.StoreError as exc:
             raise click.ClickException(str(exc)) from None
-        accepted = builds.accept(session, ctx.redis, ctx.settings, found, wanted)
+        accepted = service.accept(session, ctx.redis, ctx.settings, found, wanted)
         build = accepted.build
         click.echo(f"build #{build.number} of {wanted.sha[:12]} queued: "
                    f"{ctx.settings.base_url}/{full_name}/builds/{build.number}")
@@ -200,12 +203,12 @@ def _find_build(session: Session, full_name: str, number: int):
 @click.argument("number", type=int)
 def cancel(full_name: str, number: int) -> None:
     """Stop build NUMBER of FULL_NAME (queued jobs never start, running ones are killed)."""
-    from ci import builds
+    from ci.builds import service
 
     ctx = _context()
     with ctx.sessions() as session:
         build = _find_build(session, full_name, number)
-        count = builds.cancel(session, ctx.redis, build, "an admin (CLI)")
+        count = service.cancel(session, ctx.redis, build, "an admin (CLI)")
     click.echo(f"asked {count} job(s) of build #{number} to stop")
 
 
@@ -215,17 +218,18 @@ def cancel(full_name: str, number: int) -> None:
 @click.option("--failed", is_flag=True, help="Rerun only the failed jobs, in the same build.")
 def restart(full_name: str, number: int, failed: bool) -> None:
     """Run finished build NUMBER of FULL_NAME again."""
-    from ci import builds, store
+    from ci import store
+    from ci.builds import service
 
     ctx = _context()
     with ctx.sessions() as session:
         build = _find_build(session, full_name, number)
         try:
             if failed:
-                count = builds.rerun_failed(session, ctx.redis, ctx.settings, build)
+                count = service.rerun_failed(session, ctx.redis, ctx.settings, build)
                 click.echo(f"rerunning {count} job(s) of build #{number}")
             else:
-                again = builds.restart(session, ctx.redis, ctx.settings, build).build
+                again = service.restart(session, ctx.redis, ctx.settings, build).build
                 click.echo(f"build #{again.number} queued: "
                            f"{ctx.settings.base_url}/{full_name}/builds/{again.number}")
         except store.StoreError as exc:
@@ -237,7 +241,7 @@ def restart(full_name: str, number: int, failed: bool) -> None:
 @main.command()
 def recorder() -> None:
     """Apply runner events to the database and reconcile the queue (run one)."""
-    from ci.recorder import Recorder
+    from ci.builds.recorder import Recorder
 
     ctx = _context()
     click.echo("recorder: waiting for runner events")
@@ -316,7 +320,7 @@ def db_upgrade() -> None:
 @click.option("--stop", is_flag=True, help="Stop the services an earlier bootstrap started.")
 def bootstrap(stop: bool) -> None:
     """Make sure Redis, the Docker engine and the default build image are there."""
-    from ci import bootstrap as services
+    from ci.cli import bootstrap as services
 
     settings = load_settings()
     run_dir = settings.data_dir / "run"
@@ -341,12 +345,12 @@ def bootstrap(stop: bool) -> None:
                    "pulls it when a job needs it")
 
 
-main.add_command(cli_repo_settings.secret)
-repo.add_command(cli_repo_settings.repo_limits)
-main.add_command(cli_users.user)
-main.add_command(cli_users.token)
-repo.add_command(cli_users.repo_grant)
-repo.add_command(cli_users.repo_revoke)
+main.add_command(repos.secret)
+repo.add_command(repos.repo_limits)
+main.add_command(users.user)
+main.add_command(users.token)
+repo.add_command(users.repo_grant)
+repo.add_command(users.repo_revoke)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Runners never touch SQL; they append events to one Redis stream. The recorder
 reads it as a consumer group (so nothing is lost while it restarts), applies each
 event in one transaction, acknowledges it, has the job's commit statuses
-reported (``ci.statuses``), archives a job's log when the job ends, and between
+reported (``ci.forges.statuses``), archives a job's log when the job ends, and between
 batches runs the reconciler. Events of an attempt that is no longer current, or
 for a job already finished, are ignored: applying an event twice changes nothing.
 """
@@ -17,15 +17,18 @@ from datetime import datetime, timezone
 
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
-from sqlalchemy.orm import Session, sessionmaker
 
-from ci import builds, logs, queue, statuses, store
-from ci.models import Job
+from ci import store
+from ci.builds import dispatch, service
+from ci.forges import statuses
+from ci.logs import storage
 from ci.pipeline import keys
 from ci.pipeline.logformat import END, LogEntry
 from ci.pipeline.spec import Event, EventType
 from ci.pipeline.status import Status
 from ci.settings import Settings
+from ci.store import Session, Sessions
+from ci.store.models import Job
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +75,10 @@ def apply_event(session: Session, event: Event) -> Applied | None:
         if step is None:
             return applied
         if event.type == EventType.STEP_STARTED:
-            step.status, step.started_at = Status.RUNNING, _at(event)
+            store.start_step(session, step, _at(event))
         else:
-            step.status = Status(data["status"])
-            step.exit_code = data.get("exit_code")
-            step.finished_at = _at(event)
-            step.started_at = step.started_at or step.finished_at
+            store.finish_step(session, step, Status(data["status"]), data.get("exit_code"),
+                              _at(event))
     elif event.type == EventType.JOB_FINISHED:
         store.finish_job(session, job, Status(data["status"]), _at(event), data.get("error"))
     return applied
@@ -86,7 +87,7 @@ def apply_event(session: Session, event: Event) -> Applied | None:
 class Recorder:
     """One recorder process: a consumer of the events stream."""
 
-    def __init__(self, sessions: sessionmaker[Session], redis: Redis, settings: Settings,
+    def __init__(self, sessions: Sessions, redis: Redis, settings: Settings,
                  consumer: str = "recorder") -> None:
         self.sessions = sessions
         self.redis = redis
@@ -141,9 +142,9 @@ class Recorder:
         """Enqueue the cells a plan added, unless the build was canceled while it planned."""
         who = self.redis.get(keys.cancel(applied.job.id))
         if who is not None:
-            builds.cancel(session, self.redis, applied.job.build, who.decode("utf-8", "replace"))
+            service.cancel(session, self.redis, applied.job.build, who.decode("utf-8", "replace"))
             return
-        queue.enqueue_jobs(self.redis, self.settings, applied.job.build, applied.added)
+        dispatch.enqueue_jobs(self.redis, self.settings, applied.job.build, applied.added)
 
     def _read(self, start: str, block_ms: int | None) -> list:
         try:
@@ -158,19 +159,18 @@ class Recorder:
         return [row for _stream, entries in reply or [] for row in entries]
 
     def _archive(self, job_id: int) -> None:
-        logs.archive(self.redis, self.settings.log_dir, job_id)
+        storage.archive(self.redis, self.settings.log_dir, job_id)
         with self.sessions() as session:
-            job = session.get(Job, job_id)
-            job.log_archived = True
+            store.mark_log_archived(session, job_id)
             session.commit()
 
-    def reconcile(self) -> queue.Reconciled:
+    def reconcile(self) -> dispatch.Reconciled:
         """Hand out lost queued jobs again; close jobs whose runner vanished."""
         self._last_reconcile = time.monotonic()
         with self.sessions() as session:
-            result = queue.reconcile(session, self.redis, self.settings)
+            result = dispatch.reconcile(session, self.redis, self.settings)
             for job_id in result.lost:
-                statuses.report_job(self.redis, session.get(Job, job_id))
+                statuses.report_job(self.redis, store.get_job(session, job_id))
         for job_id in result.requeued:
             log.info("job %s was not in Redis; enqueued again", job_id)
         for job_id in result.lost:

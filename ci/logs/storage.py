@@ -12,9 +12,9 @@ from pathlib import Path
 
 from redis import Redis
 
-from ci.models import Job
 from ci.pipeline import keys
 from ci.pipeline.logformat import LogEntry
+from ci.store.models import Job
 
 
 def archive_path(log_dir: Path, job_id: int) -> Path:
