@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ci.pipeline.config import parse_duration
-from ci.pipeline.spec import Limits
+from ci.pipeline.spec import DEFAULT_IMAGE, DEFAULT_LOG_LIMIT_BYTES, DEFAULT_TIMEOUT_SECONDS, Limits
+
+MIB = 1024 * 1024
 
 
 class SettingsError(ValueError):
@@ -29,15 +31,15 @@ class Settings:
     base_url: str
     port: int = 8000
     secret_key: str = ""
-    max_webhook_bytes: int = 5 * 1024 * 1024
+    max_webhook_bytes: int = 5 * MIB
     #: How many reverse proxies in front set ``X-Forwarded-*``; 0 trusts none of them.
     proxy_hops: int = 0
-    default_image: str = "slipway/python:3.11"
-    job_timeout_seconds: int = 3600
+    default_image: str = DEFAULT_IMAGE
+    job_timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     limits: Limits = field(default_factory=Limits)
     #: What a repository may ask for at most (``slipway repo limits``).
     max_limits: Limits = field(default_factory=lambda: Limits(memory="8g", cpus=4.0, pids=4096))
-    log_limit_bytes: int = 8 * 1024 * 1024
+    log_limit_bytes: int = DEFAULT_LOG_LIMIT_BYTES
     builds_per_page: int = 25
     encryption_key: str = ""
     auto_cancel_push: bool = False
@@ -47,6 +49,22 @@ class Settings:
     def log_dir(self) -> Path:
         """Where finished jobs' logs are archived."""
         return self.data_dir / "logs"
+
+
+#: Every default, written once: in the fields above.
+_DEFAULTS = Settings(data_dir=Path("var"), database_url="", redis_url="", base_url="")
+
+
+def kept_secret(data_dir: Path, name: str, make: Callable[[], str]) -> str:
+    """A per-installation secret kept in the file ``name`` of the data folder: made with
+    ``make`` on first use, readable by its owner only, the same ever after (back it up
+    with the database)."""
+    path = data_dir / name
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -101,12 +119,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     """
     env = os.environ if env is None else env
     data_dir = Path(env.get("SLIPWAY_DATA_DIR") or "var").resolve()
-    port = _int(env, "PORT", 8000)
-    timeout_raw = env.get("SLIPWAY_JOB_TIMEOUT") or "1h"
+    port = _int(env, "PORT", _DEFAULTS.port)
+    timeout_raw = env.get("SLIPWAY_JOB_TIMEOUT")
     try:
-        timeout = parse_duration(timeout_raw)
+        timeout = parse_duration(timeout_raw) if timeout_raw else _DEFAULTS.job_timeout_seconds
     except ValueError as exc:
         raise SettingsError(f"SLIPWAY_JOB_TIMEOUT={timeout_raw!r}: {exc}") from None
+    limits, max_limits = _DEFAULTS.limits, _DEFAULTS.max_limits
     settings = Settings(
         data_dir=data_dir,
         database_url=env.get("SLIPWAY_DATABASE_URL") or f"sqlite:///{data_dir / 'slipway.db'}",
@@ -114,23 +133,25 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         base_url=(env.get("SLIPWAY_BASE_URL") or f"http://localhost:{port}").rstrip("/"),
         port=port,
         secret_key=env.get("SLIPWAY_SECRET_KEY", ""),
-        max_webhook_bytes=_int(env, "SLIPWAY_MAX_WEBHOOK_BYTES", 5 * 1024 * 1024),
+        max_webhook_bytes=_int(env, "SLIPWAY_MAX_WEBHOOK_BYTES", _DEFAULTS.max_webhook_bytes),
         proxy_hops=_count(env, "SLIPWAY_PROXY_HOPS"),
-        default_image=env.get("SLIPWAY_DEFAULT_IMAGE") or "slipway/python:3.11",
+        default_image=env.get("SLIPWAY_DEFAULT_IMAGE") or _DEFAULTS.default_image,
         job_timeout_seconds=timeout,
         encryption_key=env.get("SLIPWAY_ENCRYPTION_KEY", ""),
-        log_limit_bytes=_int(env, "SLIPWAY_JOB_LOG_LIMIT_MB", 8) * 1024 * 1024,
-        auto_cancel_push=_bool(env, "SLIPWAY_AUTO_CANCEL_PUSH", False),
-        auto_cancel_pull_requests=_bool(env, "SLIPWAY_AUTO_CANCEL_PULL_REQUESTS", True),
+        log_limit_bytes=_int(env, "SLIPWAY_JOB_LOG_LIMIT_MB",
+                             _DEFAULTS.log_limit_bytes // MIB) * MIB,
+        auto_cancel_push=_bool(env, "SLIPWAY_AUTO_CANCEL_PUSH", _DEFAULTS.auto_cancel_push),
+        auto_cancel_pull_requests=_bool(env, "SLIPWAY_AUTO_CANCEL_PULL_REQUESTS",
+                                        _DEFAULTS.auto_cancel_pull_requests),
         limits=Limits(
-            memory=env.get("SLIPWAY_JOB_MEMORY") or "2g",
-            cpus=_float(env, "SLIPWAY_JOB_CPUS", 2.0),
-            pids=_int(env, "SLIPWAY_JOB_PIDS", 1024),
+            memory=env.get("SLIPWAY_JOB_MEMORY") or limits.memory,
+            cpus=_float(env, "SLIPWAY_JOB_CPUS", limits.cpus),
+            pids=_int(env, "SLIPWAY_JOB_PIDS", limits.pids),
         ),
         max_limits=Limits(
-            memory=env.get("SLIPWAY_MAX_JOB_MEMORY") or "8g",
-            cpus=_float(env, "SLIPWAY_MAX_JOB_CPUS", 4.0),
-            pids=_int(env, "SLIPWAY_MAX_JOB_PIDS", 4096),
+            memory=env.get("SLIPWAY_MAX_JOB_MEMORY") or max_limits.memory,
+            cpus=_float(env, "SLIPWAY_MAX_JOB_CPUS", max_limits.cpus),
+            pids=_int(env, "SLIPWAY_MAX_JOB_PIDS", max_limits.pids),
         ),
     )
     return replace(settings, **overrides)

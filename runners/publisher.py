@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 from redis import Redis
@@ -101,7 +102,8 @@ class Publisher:
         self._stop.set()
 
     def event(self, kind: EventType, **data) -> None:
-        event = Event(type=kind, job_id=self.spec.job_id, attempt=self.spec.attempt, data=data)
+        event = Event(type=kind, job_id=self.spec.job_id, attempt=self.spec.attempt,
+                      at=time.time(), data=data)
         self.redis.xadd(keys.EVENTS_STREAM, {"e": event.to_json()}, maxlen=EVENTS_MAXLEN,
                         approximate=True)
 
@@ -145,7 +147,8 @@ class Publisher:
     def finished(self, status: str, error: str | None) -> None:
         """Close the log and report the result, in that order, in one round trip."""
         event = Event(type=EventType.JOB_FINISHED, job_id=self.spec.job_id,
-                      attempt=self.spec.attempt, data={"status": status, "error": error})
+                      attempt=self.spec.attempt, at=time.time(),
+                      data={"status": status, "error": error})
         with self.redis.pipeline() as pipe:
             if error:
                 pipe.xadd(self.log_key, LogEntry("", INFO, -1, error).to_fields())

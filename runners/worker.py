@@ -18,18 +18,10 @@ from typing import Any, Callable
 from redis import Redis
 from rq import get_current_job
 
-from ci.pipeline.config import (
-    CONFIG_FILE,
-    DEFAULT_PIPELINE_HELP,
-    ConfigError,
-    Pipeline,
-    Step,
-    allows_failure,
-    default_pipeline,
-    expand_matrix,
-    for_cell,
-    parse_pipeline,
-)
+from ci.pipeline.config import (CONFIG_FILE, DEFAULT_PIPELINE_HELP, ConfigError, Pipeline, Step,
+                                allows_failure, default_pipeline, expand_matrix, for_cell,
+                                parse_pipeline)
+from ci.pipeline.durations import format_duration
 from ci.pipeline.logformat import OUT, SERVICE_SECTIONS_START, STEP
 from ci.pipeline.spec import EventType, JobSpec
 from ci.pipeline.status import Status
@@ -38,7 +30,7 @@ from runners.checkout import CheckoutError, MirrorCache
 from runners.docker_executor import LABEL, LABEL_ATTEMPT, LABEL_INSTANCE, DockerExecutor
 from runners.executor import Executor, ExecutorError, JobEnvironment
 from runners.publisher import Publisher
-from runners.secrets import SecretsUnavailable, open_secrets
+from runners.sealed_secrets import SecretsUnavailable, open_secrets
 from runners.settings import RunnerSettings, load_runner_settings
 
 log = logging.getLogger(__name__)
@@ -80,11 +72,6 @@ def run_job(payload: dict[str, Any]) -> str:
         return Status.CANCELED.value
     return JobRun(spec, settings, publisher, make_executor(), secrets,
                   withheld or spec.secrets_withheld).run()
-
-
-def format_duration(seconds: int) -> str:
-    parts = [(seconds // 3600, "h"), (seconds % 3600 // 60, "m"), (seconds % 60, "s")]
-    return "".join(f"{value}{unit}" for value, unit in parts if value) or "0s"
 
 
 class JobRun:

@@ -4,14 +4,7 @@ log, stream and API read; their badge says "unknown" to all. Public ones are ope
 import pytest
 
 from ci import store
-from tests.conftest import (
-    add_user,
-    csrf_of,
-    post_hook,
-    push_payload,
-    sign_in,
-    token_headers,
-)
+from tests.conftest import add_user, csrf_of, post_hook, push_payload, sign_in, token_headers
 
 SHA = "d" * 40
 HIDDEN = "/octo/hidden"

@@ -8,14 +8,7 @@ import pytest
 from ci import store
 from ci.pipeline import keys
 from ci.pipeline.logformat import LogEntry
-from tests.conftest import (
-    GITHUB,
-    SECRET,
-    add_user,
-    post_hook,
-    push_payload,
-    token_headers,
-)
+from tests.conftest import GITHUB, SECRET, add_user, post_hook, push_payload, token_headers
 
 API = "/api/repos/octo/project"
 

@@ -11,16 +11,8 @@ from sqlalchemy import select
 
 from ci.pipeline import keys
 from ci.store.models import Build
-from tests.conftest import (
-    GITHUB,
-    IMAGE,
-    SLIPWAY,
-    add_user,
-    post_hook,
-    push_payload,
-    token_headers,
-    wait_for,
-)
+from tests.conftest import (GITHUB, IMAGE, SLIPWAY, add_user, post_hook, push_payload,
+                            token_headers, wait_for)
 
 
 @pytest.fixture
@@ -156,7 +148,7 @@ def test_cells_planned_after_a_cancel_never_start(client, registered, session, r
     queued_before = len(Queue(keys.JOBS_QUEUE, connection=redis_client))
     # ...which then reports a matrix of three cells.
     planned = Event(type=EventType.BUILD_PLANNED, job_id=first.jobs[0].id, attempt=1,
-                    data={"cells": [{"N": "1"}, {"N": "2"}, {"N": "3"}],
+                    at=time.time(), data={"cells": [{"N": "1"}, {"N": "2"}, {"N": "3"}],
                           "allow_failures": [False] * 3})
     redis_client.xadd(keys.EVENTS_STREAM, {"e": planned.to_json()})
     Recorder(resources.write_sessions, redis_client, resources.settings).drain()

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from ci import forges, store
 from ci.forges import gitea
-from ci.forges.types import WebhookRejected
+from ci.forges.types import Ignored, WebhookRejected
 from ci.store.models import Build
 from tests.conftest import FIXTURES, SECRET
 
@@ -411,3 +411,33 @@ def test_registry_names_every_forge_once():
     assert store.FORGES == ("github", "gitlab", "gitea")
     assert forges.get("forgejo") is forges.get("gogs") is forges.get("gitea") is gitea
     assert forges.get("bitbucket") is None
+
+
+EVENT = {"github": "X-GitHub-Event", "gitlab": "X-Gitlab-Event", "gitea": "X-Gitea-Event"}
+PUSH = {"github": "push", "gitlab": "Push Hook", "gitea": "push"}
+
+
+@pytest.mark.parametrize("forge, event, payload, message", [
+    ("github", "pull_request", {"action": "opened"}, "payload has no pull_request object"),
+    ("gitea", "pull_request", {"action": "opened", "pull_request": []},
+     "payload has no pull_request object"),
+    ("github", "pull_request", {"action": "opened", "pull_request": {"number": 1}},
+     "pull_request needs number, head.sha and base.ref"),
+    ("gitea", "pull_request", {"action": "opened", "pull_request": {"head": {"sha": "a"}}},
+     "pull_request needs number, head.sha and base.ref"),
+    ("gitlab", "Merge Request Hook", {}, "payload has no object_attributes object"),
+    ("gitlab", "Merge Request Hook", {"object_attributes": {"action": "open", "iid": 1}},
+     "merge request needs object_attributes.iid, last_commit.id and target_branch"),
+])
+def test_each_forge_names_its_own_missing_pull_request_fields(forge, event, payload, message):
+    with pytest.raises(WebhookRejected) as rejected:
+        forges.get(forge).parse({EVENT[forge]: event}, payload)
+    assert (rejected.value.status, rejected.value.code, rejected.value.message) == (
+        400, "missing_field", message)
+
+
+@pytest.mark.parametrize("forge", ["github", "gitlab", "gitea"])
+def test_a_push_to_neither_a_branch_nor_a_tag_is_ignored(forge):
+    payload = {"ref": "refs/notes/commits", "after": "a" * 40}
+    result = forges.get(forge).parse({EVENT[forge]: PUSH[forge]}, payload)
+    assert result == Ignored("push to refs/notes/commits is neither a branch nor a tag")

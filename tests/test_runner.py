@@ -103,9 +103,9 @@ def test_a_killed_runner_is_noticed_and_its_container_swept(
 @pytest.mark.docker
 def test_a_repository_can_have_its_own_limits(client, git_repo, registered, run_queue, session,
                                               resources, docker_client):
-    from ci.accounts import limits
+    from ci.accounts import job_limits
 
-    limits.set_limits(session, resources.settings, registered, memory="300m", pids=77)
+    job_limits.set_limits(session, resources.settings, registered, memory="300m", pids=77)
     script = ("echo pids=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max); "
               "echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null "
               "|| cat /sys/fs/cgroup/memory.max)")

@@ -124,7 +124,7 @@ def test_the_job_payload_in_redis_carries_secrets_sealed(client, git_repo, with_
 
 
 def test_a_runner_without_the_key_refuses_secrets_with_a_clear_message():
-    from runners.secrets import SecretsUnavailable, open_secrets
+    from runners.sealed_secrets import SecretsUnavailable, open_secrets
 
     with pytest.raises(SecretsUnavailable, match="set SLIPWAY_ENCRYPTION_KEY"):
         open_secrets(None, "sealed")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from ci.settings import kept_secret
+
 
 class CryptoError(ValueError):
     """A stored value cannot be decrypted (the key changed); the message says what to do."""
@@ -27,12 +29,7 @@ def load_key(configured: str, data_dir: Path) -> bytes:
                               "`python3 -c 'from cryptography.fernet import Fernet; "
                               "print(Fernet.generate_key().decode())'`") from None
         return configured.encode()
-    path = data_dir / "encryption_key"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(Fernet.generate_key())
-        path.chmod(0o600)
-    return path.read_bytes().strip()
+    return kept_secret(data_dir, "encryption_key", lambda: Fernet.generate_key().decode()).encode()
 
 
 def encrypt(key: bytes, value: str) -> str:

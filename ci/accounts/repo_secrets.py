@@ -14,13 +14,13 @@ from pathlib import Path
 
 from ci import store
 from ci.accounts import crypto
+from ci.pipeline.events import TRUSTED_EVENTS
 from ci.settings import Settings
 from ci.store import Session, StoreError
 from ci.store.models import Build, Repo
 
 NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,99}")
 MAX_VALUE_BYTES = 64 * 1024
-TRUSTED_EVENTS = ("push", "tag", "manual")
 
 
 @lru_cache(maxsize=8)

@@ -22,7 +22,7 @@ from rq.job import JobStatus
 
 from ci import store
 from ci.accounts import repo_secrets
-from ci.accounts.limits import limits_for
+from ci.accounts.job_limits import limits_for
 from ci.pipeline import keys
 from ci.pipeline.spec import JobSpec
 from ci.pipeline.status import Status

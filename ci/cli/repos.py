@@ -1,7 +1,8 @@
 """``slipway secret`` and ``slipway repo limits``: a repository's secrets and job limits.
 
-Like every command, they call the service layer (``ci.accounts.repo_secrets``, ``ci.accounts.limits``), not
-HTTP. The connections come from the root command (``ci.cli.main``) as the context object.
+Like every command, they call the services (``ci.accounts.repo_secrets``,
+``ci.accounts.job_limits``), not HTTP. The connections come from the root command
+(``ci.cli.main``) as the context object.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 import click
 
 from ci import store
-from ci.accounts import limits, repo_secrets
+from ci.accounts import job_limits, repo_secrets
 from ci.store import Session
 from ci.store.models import Repo
 
@@ -44,7 +45,8 @@ def secret_set(connect: Connect, full_name: str, name: str) -> None:
     ctx = connect()
     with ctx.sessions() as session:
         try:
-            repo_secrets.set_secret(session, ctx.settings, repo_or_fail(session, full_name), name, value)
+            repo_secrets.set_secret(session, ctx.settings, repo_or_fail(session, full_name), name,
+                                    value)
         except store.StoreError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"secret {name} of {full_name} set")
@@ -87,7 +89,7 @@ def repo_limits(connect: Connect, full_name: str, memory: str | None, cpus: floa
     with ctx.sessions() as session:
         found = repo_or_fail(session, full_name)
         try:
-            now = limits.set_limits(session, ctx.settings, found, memory, cpus, pids)
+            now = job_limits.set_limits(session, ctx.settings, found, memory, cpus, pids)
         except store.StoreError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"{full_name}: memory {now.memory}, cpus {now.cpus:g}, pids {now.pids}")

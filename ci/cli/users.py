@@ -1,13 +1,13 @@
 """``slipway user``, ``slipway token`` and ``slipway repo grant/revoke``: who may do what.
 
-Like every command, they call the service layer (``ci.accounts.users``, ``ci.accounts.access``), not
-HTTP. The connections come from the root command (``ci.cli.main``) as the context object.
+Like every command, they call the services (``ci.accounts.users``, ``ci.accounts.access``),
+not HTTP. The connections come from the root command (``ci.cli.main``) as the context object.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import click
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ci.cli.main import Context
 
 Connect = Callable[[], "Context"]
+T = TypeVar("T")
 
 
 def _user_or_fail(session: Session, name: str) -> User:
@@ -34,6 +35,14 @@ def _repo_or_fail(session: Session, full_name: str) -> Repo:
     if found is None:
         raise click.ClickException(f"{full_name} is not registered")
     return found
+
+
+def echo_rows(rows: Sequence[T], empty: str, line: Callable[[T], str]) -> None:
+    """One tab-separated line per row, or, when there are none, what to do about it."""
+    if not rows:
+        click.echo(empty)
+    for row in rows:
+        click.echo(line(row))
 
 
 def _read_password() -> str:
@@ -69,12 +78,10 @@ def user_add(connect: Connect, name: str, admin: bool) -> None:
 def user_list(connect: Connect) -> None:
     """List users and whether they are admins."""
     with connect().sessions() as session:
-        found = store.list_users(session)
-        if not found:
-            click.echo("no users; add one with `slipway user add NAME --admin`")
-        for item in found:
-            click.echo(f"{item.name}\t{'admin' if item.admin else 'user'}\t"
-                       f"{item.created_at:%Y-%m-%d %H:%M} UTC")
+        echo_rows(store.list_users(session),
+                  "no users; add one with `slipway user add NAME --admin`",
+                  lambda item: f"{item.name}\t{'admin' if item.admin else 'user'}\t"
+                               f"{item.created_at:%Y-%m-%d %H:%M} UTC")
 
 
 @user.command("remove")
@@ -116,12 +123,10 @@ def token_create(connect: Connect, user_name: str, name: str) -> None:
 def token_list(connect: Connect) -> None:
     """List API tokens: id, the start of the token, user, name, created."""
     with connect().sessions() as session:
-        found = store.list_tokens(session)
-        if not found:
-            click.echo("no API tokens; make one with `slipway token create USER`")
-        for item in found:
-            click.echo(f"{item.id}\t{item.prefix}…\t{item.user.name}\t{item.name}\t"
-                       f"{item.created_at:%Y-%m-%d %H:%M} UTC")
+        echo_rows(store.list_tokens(session),
+                  "no API tokens; make one with `slipway token create USER`",
+                  lambda item: f"{item.id}\t{item.prefix}…\t{item.user.name}\t{item.name}\t"
+                               f"{item.created_at:%Y-%m-%d %H:%M} UTC")
 
 
 @token.command("revoke")

@@ -2,7 +2,12 @@
 and a :class:`ci.forges.types.CommitStatus` into that forge's API request.
 
 This registry is the one place the forge modules are named: supporting another
-forge is a module meeting :class:`ci.forges.types.Forge` plus a line here.
+forge is a module meeting :class:`ci.forges.types.Forge` plus a line here. Beside the
+forges: ``payload`` (the checks every payload needs), ``signatures`` (webhook HMACs),
+``types`` (Trigger, CommitStatus), and ``statuses``, which sends commit statuses out.
+
+May import: ``ci.pipeline``; ``statuses`` also ``ci.store``, ``ci.accounts``, Redis and
+RQ. The parsers do no I/O, so the registry imports only them.
 """
 
 from __future__ import annotations

@@ -11,22 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ci.forges.payload import (
-    ZERO_SHA,
-    commit_sha,
-    dig,
-    first_header,
-    required,
-)
+from ci.forges.payload import (ZERO_SHA, commit_sha, dig, first_header, object_at,
+                               pull_request_fields, push_trigger, required)
 from ci.forges.signatures import verify_hex_signature
-from ci.forges.types import (
-    COMMIT_STATES,
-    CommitStatus,
-    Ignored,
-    StatusRequest,
-    Trigger,
-    WebhookRejected,
-)
+from ci.forges.types import (COMMIT_STATES, CommitStatus, Ignored, StatusRequest, Trigger,
+                             WebhookRejected)
 
 NAME = "gitea"
 ALIASES: tuple[str, ...] = ("forgejo", "gogs")
@@ -97,38 +86,26 @@ def _push(payload: dict[str, Any], delivery: str | None) -> Trigger | Ignored:
     pusher = payload.get("pusher") or {}
     author = (dig(head, "author", "username") or pusher.get("login")
               or pusher.get("username") or dig(head, "author", "name") or "")
-    common = dict(
-        repo=str(dig(payload, "repository", "full_name")), ref=ref, sha=sha, delivery=delivery,
+    return push_trigger(
+        ref, repo=str(dig(payload, "repository", "full_name")), sha=sha, delivery=delivery,
         message=head.get("message") or "", author=author,
         compare_url=payload.get("compare_url") or None,
     )
-    if ref.startswith("refs/tags/"):
-        return Trigger(event="tag", tag=ref.removeprefix("refs/tags/"), **common)
-    if ref.startswith("refs/heads/"):
-        return Trigger(event="push", branch=ref.removeprefix("refs/heads/"), **common)
-    return Ignored(f"push to {ref} is neither a branch nor a tag")
 
 
 def _pull_request(payload: dict[str, Any], delivery: str | None) -> Trigger | Ignored:
     action = payload.get("action")
     if action not in PR_ACTIONS:
         return Ignored(f"pull_request action {action!r} does not trigger builds")
-    pr = payload.get("pull_request")
-    if not isinstance(pr, dict):
-        raise WebhookRejected(400, "payload has no pull_request object", "missing_field")
+    pr = object_at(payload, "pull_request")
     if "head" not in pr and "head_branch" in pr:
         return Ignored("Gogs pull request payloads name no commit; the push to the pull "
                        "request's branch builds it")
-    number = payload.get("number", pr.get("number"))
-    sha = dig(pr, "head", "sha")
-    base_branch = dig(pr, "base", "ref")
-    if not isinstance(number, int) or not isinstance(sha, str) or not isinstance(base_branch, str):
-        raise WebhookRejected(400, "pull_request needs number, head.sha and base.ref",
-                              "missing_field")
+    number, sha, base_branch = pull_request_fields(payload, pr)
     user = pr.get("user") or {}
     return Trigger(
         repo=str(dig(payload, "repository", "full_name")), event="pull_request",
-        ref=f"refs/pull/{number}/head", sha=commit_sha(sha), branch=base_branch,
+        ref=f"refs/pull/{number}/head", sha=sha, branch=base_branch,
         pr_number=number, delivery=delivery, message=pr.get("title") or "",
         author=user.get("login") or user.get("username") or "",
         compare_url=pr.get("html_url"), fork=_side(pr, "head") != _side(pr, "base"),

@@ -9,21 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ci.forges.payload import (
-    ZERO_SHA,
-    commit_sha,
-    dig,
-    required,
-)
+from ci.forges.payload import (ZERO_SHA, commit_sha, dig, object_at, pull_request_fields,
+                               push_trigger, required)
 from ci.forges.signatures import verify_github_signature
-from ci.forges.types import (
-    COMMIT_STATES,
-    CommitStatus,
-    Ignored,
-    StatusRequest,
-    Trigger,
-    WebhookRejected,
-)
+from ci.forges.types import (COMMIT_STATES, CommitStatus, Ignored, StatusRequest, Trigger,
+                             WebhookRejected)
 
 NAME = "github"
 ALIASES: tuple[str, ...] = ()
@@ -76,32 +66,19 @@ def _push(payload: dict[str, Any], delivery: str | None) -> Trigger | Ignored:
     head = payload.get("head_commit") or {}
     author = (head.get("author") or {}).get("username") or (head.get("author") or {}).get("name")
     pusher = (payload.get("pusher") or {}).get("name") or ""
-    common = dict(
-        repo=repo_name_from(payload), ref=ref, sha=sha, delivery=delivery,
+    return push_trigger(
+        ref, repo=repo_name_from(payload), sha=sha, delivery=delivery,
         message=head.get("message") or "", author=author or pusher,
         compare_url=payload.get("compare"),
     )
-    if ref.startswith("refs/tags/"):
-        return Trigger(event="tag", tag=ref.removeprefix("refs/tags/"), **common)
-    if ref.startswith("refs/heads/"):
-        return Trigger(event="push", branch=ref.removeprefix("refs/heads/"), **common)
-    return Ignored(f"push to {ref} is neither a branch nor a tag")
 
 
 def _pull_request(payload: dict[str, Any], delivery: str | None) -> Trigger | Ignored:
     action = payload.get("action")
     if action not in PR_ACTIONS:
         return Ignored(f"pull_request action {action!r} does not trigger builds")
-    pr = payload.get("pull_request")
-    if not isinstance(pr, dict):
-        raise WebhookRejected(400, "payload has no pull_request object", "missing_field")
-    number = payload.get("number", pr.get("number"))
-    sha = dig(pr, "head", "sha")
-    base_branch = dig(pr, "base", "ref")
-    if not isinstance(number, int) or not isinstance(sha, str) or not isinstance(base_branch, str):
-        raise WebhookRejected(400, "pull_request needs number, head.sha and base.ref",
-                              "missing_field")
-    sha = commit_sha(sha)
+    pr = object_at(payload, "pull_request")
+    number, sha, base_branch = pull_request_fields(payload, pr)
     head_repo = dig(pr, "head", "repo", "full_name")
     base_repo = dig(pr, "base", "repo", "full_name")
     return Trigger(

@@ -11,15 +11,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 from urllib.parse import quote
 
-from ci.forges.payload import ZERO_SHA, commit_sha, dig, required
+from ci.forges.payload import (ZERO_SHA, change_request, commit_sha, dig, object_at, push_trigger,
+                               required)
 from ci.forges.signatures import verify_token
-from ci.forges.types import (
-    CommitStatus,
-    Ignored,
-    StatusRequest,
-    Trigger,
-    WebhookRejected,
-)
+from ci.forges.types import CommitStatus, Ignored, StatusRequest, Trigger, WebhookRejected
 from ci.pipeline.status import Status
 
 NAME = "gitlab"
@@ -85,37 +80,27 @@ def _push(payload: dict[str, Any], delivery: str | None) -> Trigger | Ignored:
     web_url = dig(payload, "project", "web_url")
     compare = (f"{web_url}/-/compare/{before}...{sha}"
                if web_url and before and before != ZERO_SHA else None)
-    common = dict(
-        repo=str(dig(payload, "project", "path_with_namespace")), ref=ref, sha=sha,
+    return push_trigger(
+        ref, repo=str(dig(payload, "project", "path_with_namespace")), sha=sha,
         delivery=delivery, message=head.get("message") or payload.get("message") or "",
         author=payload.get("user_username") or payload.get("user_name") or "",
         compare_url=compare,
     )
-    if ref.startswith("refs/tags/"):
-        return Trigger(event="tag", tag=ref.removeprefix("refs/tags/"), **common)
-    if ref.startswith("refs/heads/"):
-        return Trigger(event="push", branch=ref.removeprefix("refs/heads/"), **common)
-    return Ignored(f"push to {ref} is neither a branch nor a tag")
 
 
 def _merge_request(payload: dict[str, Any], delivery: str | None) -> Trigger | Ignored:
-    attrs = payload.get("object_attributes")
-    if not isinstance(attrs, dict):
-        raise WebhookRejected(400, "payload has no object_attributes object", "missing_field")
+    attrs = object_at(payload, "object_attributes")
     action = attrs.get("action")
     if action not in MR_ACTIONS:
         return Ignored(f"merge request action {action!r} does not trigger builds")
     if action == "update" and not attrs.get("oldrev"):
         return Ignored("merge request update without new commits does not trigger builds")
-    number = attrs.get("iid")
-    sha = dig(attrs, "last_commit", "id")
-    target = attrs.get("target_branch")
-    if not isinstance(number, int) or not isinstance(sha, str) or not isinstance(target, str):
-        raise WebhookRejected(400, "merge request needs object_attributes.iid, "
-                              "last_commit.id and target_branch", "missing_field")
+    number, sha, target = change_request(
+        attrs.get("iid"), dig(attrs, "last_commit", "id"), attrs.get("target_branch"),
+        needs="merge request needs object_attributes.iid, last_commit.id and target_branch")
     return Trigger(
         repo=str(dig(payload, "project", "path_with_namespace")), event="pull_request",
-        ref=f"refs/merge-requests/{number}/head", sha=commit_sha(sha), branch=target,
+        ref=f"refs/merge-requests/{number}/head", sha=sha, branch=target,
         pr_number=number, delivery=delivery, message=attrs.get("title") or "",
         author=dig(payload, "user", "username") or "", compare_url=attrs.get("url"),
         fork=attrs.get("source_project_id") != attrs.get("target_project_id"),

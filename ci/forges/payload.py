@@ -1,4 +1,5 @@
-"""Reading webhook bodies: the checks every forge's payloads need, with 400 answers."""
+"""Reading webhook bodies: the checks every forge's payloads need, with 400 answers,
+and the readings of a push and a pull request that the forges share."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import re
 from typing import Any, Mapping
 
-from ci.forges.types import WebhookRejected
+from ci.forges.types import Ignored, Trigger, WebhookRejected
 
 #: The ``after`` sha of a push that deleted its ref.
 ZERO_SHA = "0" * 40
@@ -53,6 +54,49 @@ def commit_sha(value: Any) -> str:
     if not isinstance(value, str) or not SHA.fullmatch(value):
         raise WebhookRejected(400, f"{value!r} is not a commit sha (40 hex digits)", "invalid_sha")
     return value.lower()
+
+
+def object_at(payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """``payload[key]`` as an object, or a 400 naming the key: a pull or merge request
+    event keeps all its details in one such object."""
+    value = payload.get(key)
+    if not isinstance(value, dict):
+        raise WebhookRejected(400, f"payload has no {key} object", "missing_field")
+    return value
+
+
+def pull_request_fields(payload: dict[str, Any], pr: dict[str, Any]) -> tuple[int, str, str]:
+    """The number, head commit and base branch of ``pr``, the ``pull_request`` object of
+    ``payload`` in the dialect GitHub and Gitea (Forgejo, Gogs) share.
+
+    Raises:
+        WebhookRejected: one is missing (400), or the head is not a commit sha (400).
+    """
+    return change_request(payload.get("number", pr.get("number")), dig(pr, "head", "sha"),
+                          dig(pr, "base", "ref"),
+                          needs="pull_request needs number, head.sha and base.ref")
+
+
+def change_request(number: Any, sha: Any, branch: Any, needs: str) -> tuple[int, str, str]:
+    """A pull or merge request's number, head commit and target branch, checked: each
+    forge keeps them under other keys, so ``needs`` is the 400's message naming its keys.
+
+    Raises:
+        WebhookRejected: one is missing (400), or ``sha`` is not a commit sha (400).
+    """
+    if not isinstance(number, int) or not isinstance(sha, str) or not isinstance(branch, str):
+        raise WebhookRejected(400, needs, "missing_field")
+    return number, commit_sha(sha), branch
+
+
+def push_trigger(ref: str, **common: Any) -> Trigger | Ignored:
+    """The build a push of ``ref`` asks for: a tag's or a branch's. Every forge names the
+    pushed ref the git way, so only the ``common`` Trigger fields are its own."""
+    if ref.startswith("refs/tags/"):
+        return Trigger(event="tag", ref=ref, tag=ref.removeprefix("refs/tags/"), **common)
+    if ref.startswith("refs/heads/"):
+        return Trigger(event="push", ref=ref, branch=ref.removeprefix("refs/heads/"), **common)
+    return Ignored(f"push to {ref} is neither a branch nor a tag")
 
 
 def dig(data: Any, *path: str) -> Any:

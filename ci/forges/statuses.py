@@ -29,6 +29,7 @@ from ci import forges, store
 from ci.accounts import crypto, repo_secrets
 from ci.forges.types import CommitStatus, Forge, StatusRequest
 from ci.pipeline import keys
+from ci.pipeline.durations import human_duration
 from ci.pipeline.spec import EventType
 from ci.pipeline.status import Status
 from ci.settings import Settings, load_settings
@@ -277,12 +278,8 @@ def _build_summary(build: Build) -> str:
 def _duration(item: Build | Job) -> str:
     if item.started_at is None or item.finished_at is None:
         return "0s"
-    seconds = int((item.finished_at - item.started_at).total_seconds())
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+    return human_duration(int((item.finished_at - item.started_at).total_seconds()),
+                          tenths=False)
 
 
 def _post(request: StatusRequest) -> int:

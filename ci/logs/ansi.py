@@ -141,32 +141,6 @@ class AnsiToHtml:
         return "".join(out)
 
 
-def ansi_to_html(text: str) -> str:
-    """Convert a whole log at once; see :class:`AnsiToHtml`.
-
-    Args:
-        text: The complete log.
-
-    Returns:
-        Escaped HTML with ``ansi-*`` spans, styled by ``ci/static/ansi.css``.
-    """
-    converter = AnsiToHtml()
-    return converter.feed(text) + converter.flush()
-
-
-def strip_ansi(text: str) -> str:
-    """Remove every escape sequence, for consumers of the plain ``log.txt``.
-
-    Args:
-        text: A complete log; an escape sequence cut off at its end is removed too.
-
-    Returns:
-        The text without escape sequences; other characters are kept as they are.
-    """
-    pieces, _ = _split(text, final=True)
-    return "".join(piece for piece, params in pieces if params is None)
-
-
 def _split(data: str, final: bool) -> tuple[list[tuple[str, str | None]], str]:
     """Cut ``data`` into text runs and SGR parameter strings.
 
@@ -283,24 +257,19 @@ def _apply_code(style: _Style, n: int) -> _Style:
     """Apply one plain SGR code."""
     if n == 0:
         return _DEFAULT
-    if n in (1, 2, 3, 4):
-        return replace(style, **{("bold", "dim", "italic", "underline")[n - 1]: True})
-    if n == 22:
-        return replace(style, bold=False, dim=False)
-    if n == 23:
-        return replace(style, italic=False)
-    if n == 24:
-        return replace(style, underline=False)
-    if 30 <= n <= 37:
-        return replace(style, fg=_COLOR_NAMES[n - 30])
-    if 90 <= n <= 97:
-        return replace(style, fg=f"bright-{_COLOR_NAMES[n - 90]}")
-    if n == 39:
-        return replace(style, fg=None)
-    if 40 <= n <= 47:
-        return replace(style, bg=_COLOR_NAMES[n - 40])
-    if 100 <= n <= 107:
-        return replace(style, bg=f"bright-{_COLOR_NAMES[n - 100]}")
-    if n == 49:
-        return replace(style, bg=None)
+    if n in _SET_BY_CODE:
+        return replace(style, **_SET_BY_CODE[n])
+    for layer, normal, bright in (("fg", 30, 90), ("bg", 40, 100)):
+        if normal <= n < normal + 8:
+            return replace(style, **{layer: _COLOR_NAMES[n - normal]})
+        if bright <= n < bright + 8:
+            return replace(style, **{layer: f"bright-{_COLOR_NAMES[n - bright]}"})
     return style
+
+
+#: What each plain SGR code other than a colour sets (or resets).
+_SET_BY_CODE: dict[int, dict[str, bool | None]] = {
+    1: {"bold": True}, 2: {"dim": True}, 3: {"italic": True}, 4: {"underline": True},
+    22: {"bold": False, "dim": False}, 23: {"italic": False}, 24: {"underline": False},
+    39: {"fg": None}, 49: {"bg": None},
+}

@@ -16,32 +16,14 @@ from dataclasses import dataclass, field
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from ci.pipeline.document import (
-    CONFIG_FILE,
-    EXAMPLE,
-    MAX_DEPTH,
-    MAX_FILE_BYTES,
-    MAX_NODES,
-    STR,
-    ConfigError,
-    Problem,
-    kind,
-    quote,
-    read_document,
-    text,
-)
-from ci.pipeline.lint import Linter, parse_duration
-from ci.pipeline.matrix import (
-    MAX_CELLS,
-    Matrix,
-    allows_failure,
-    cell_name,
-    check_images,
-    expand_matrix,
-    for_cell,
-    lint_matrix,
-)
-from ci.pipeline.when import EVENTS, STATUSES, When, lint_when
+from ci.pipeline.document import (CONFIG_FILE, EXAMPLE, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, STR,
+                                  ConfigError, Problem, kind, quote, read_document, text)
+from ci.pipeline.durations import parse_duration
+from ci.pipeline.events import EVENTS
+from ci.pipeline.lint import Linter
+from ci.pipeline.matrix import (MAX_CELLS, Matrix, allows_failure, cell_name, check_images,
+                                expand_matrix, for_cell, lint_matrix)
+from ci.pipeline.when import STATUSES, When, lint_when
 
 __all__ = [
     "CONFIG_FILE", "DEFAULT_PIPELINE_HELP", "EVENTS", "MAX_CACHE_PATHS", "MAX_CELLS",

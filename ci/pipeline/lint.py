@@ -13,22 +13,12 @@ from collections.abc import Callable
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from ci.pipeline.document import (
-    BOOL,
-    NULL,
-    Problem,
-    kind,
-    line,
-    listing,
-    quote,
-    string,
-    text,
-)
+from ci.pipeline.document import BOOL, NULL, Problem, kind, line, listing, quote, string, text
+from ci.pipeline.durations import format_duration, parse_duration
 
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A reference to a matrix axis inside an image, e.g. `python:${PYTHON}`.
 VARIABLE_RE = re.compile(r"\$\{([^}]*)\}")
-_DURATION_RE = re.compile(r"(\d{1,9})|(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?", re.ASCII)
 _SHELL_CHARS = frozenset(";|&$`<>()'\"\\{}")
 # Docker's reference grammar (distribution/reference) without IPv6 hosts:
 # [host[:port]/]path[/path...][:tag][@algorithm:hex]
@@ -39,32 +29,6 @@ _IMAGE_RE = re.compile(
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",
     re.ASCII,
 )
-
-
-def parse_duration(value: str | int) -> int:
-    """Turn a duration as users write it in ``.slipway.yml`` into seconds.
-
-    Args:
-        value: seconds as an int or digits (``90``, ``"90"``), or numbers with the
-            units ``h``, ``m`` and ``s`` in that order (``"10m"``, ``"1h30m"``).
-
-    Returns:
-        The duration in seconds; zero is allowed here, callers decide the range.
-
-    Raises:
-        ValueError: the value is negative or not in this form; the message says how
-            to write one.
-    """
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    match = _DURATION_RE.fullmatch(value.strip()) if isinstance(value, str) else None
-    if match is None or not any(match.groups()):
-        raise ValueError(
-            f"{quote(str(value))} is not a duration; write seconds like `90`, or numbers "
-            "with units h, m and s like `10m`, `1h30m` or `45s`"
-        )
-    plain, hours, minutes, seconds = (int(group or 0) for group in match.groups())
-    return plain + hours * 3600 + minutes * 60 + seconds
 
 
 def image_problem(value: str, written: str | None = None) -> str | None:
@@ -87,14 +51,6 @@ def image_problem(value: str, written: str | None = None) -> str | None:
         return (f"{shown} is not an image reference; write a lowercase `name:tag`, "
                 "optionally after a registry, e.g. `registry.example.com/org/app:1.0`")
     return None
-
-
-def format_duration(seconds: int) -> str:
-    """Seconds as users write them here, e.g. ``1h30m``, ``24h``, ``45s``."""
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    parts = [(hours, "h"), (minutes, "m"), (seconds, "s")]
-    return "".join(f"{number}{unit}" for number, unit in parts if number) or "0s"
 
 
 def suggest(found: str, valid: tuple[str, ...] | list[str], what: str) -> str:

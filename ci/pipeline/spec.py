@@ -8,10 +8,14 @@ recorder applies events to the database. Both travel as plain JSON.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
+
+#: What a job runs with when neither the installation nor its pipeline says otherwise.
+DEFAULT_IMAGE = "slipway/python:3.11"
+DEFAULT_TIMEOUT_SECONDS = 3600
+DEFAULT_LOG_LIMIT_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,10 @@ class JobSpec:
     plan: bool = False
     cell: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
-    default_image: str = "slipway/python:3.11"
-    timeout_seconds: int = 3600
+    default_image: str = DEFAULT_IMAGE
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     limits: Limits = field(default_factory=Limits)
-    log_limit_bytes: int = 8 * 1024 * 1024
+    log_limit_bytes: int = DEFAULT_LOG_LIMIT_BYTES
     sealed_secrets: str = ""
     secrets_withheld: str | None = None
 
@@ -120,7 +124,8 @@ class Event:
     type: EventType
     job_id: int
     attempt: int
-    at: float = field(default_factory=time.time)
+    #: When it happened (seconds since the epoch, the runner's clock).
+    at: float
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -8,9 +8,9 @@ from fnmatch import fnmatchcase
 from yaml.nodes import Node
 
 from ci.pipeline.document import quote
+from ci.pipeline.events import EVENTS
 from ci.pipeline.lint import Linter, suggest
 
-EVENTS = ("push", "pull_request", "tag", "manual")
 STATUSES = ("success", "failure")
 _KEYS = ("branch", "event", "status")
 # Far more than any real filter needs; keeps matching a build cheap.

@@ -3,8 +3,8 @@
 Every webhook runs these, concurrently, and the build is written under the writer
 lock that all of them queue for; through the ORM, bookkeeping cost several times the
 database's own work there. The statements are SQLAlchemy's, compiled once per dialect
-(``ci.store.rawsql``), so what is stored and read is what the ORM would store and read. The
-rest of Slipway's SQL is in ``ci.store``.
+(``ci.store.rawsql``), so what is stored and read is what the ORM would store and read.
+The rest of Slipway's SQL is in ``ci.store.queries``.
 """
 
 from __future__ import annotations

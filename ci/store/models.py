@@ -9,13 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import (
-    DeclarativeBase,
-    Mapped,
-    configure_mappers,
-    mapped_column,
-    relationship,
-)
+from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column, relationship
 
 from ci.pipeline.status import Status
 
@@ -40,7 +34,8 @@ class Repo(Base):
     clone_url: Mapped[str] = mapped_column(Text)
     webhook_secret: Mapped[str] = mapped_column(Text)
     default_branch: Mapped[str] = mapped_column(String(255), default="main")
-    #: The token commit statuses are reported with, encrypted (``ci.accounts.crypto``); None: no reports.
+    #: The token commit statuses are reported with, encrypted (``ci.accounts.crypto``);
+    #: None: no reports.
     forge_token: Mapped[str | None] = mapped_column(Text)
     #: The forge's API base URL when not the forge's default (GitHub Enterprise, own GitLab, Gitea).
     api_url: Mapped[str | None] = mapped_column(Text)
@@ -49,7 +44,7 @@ class Repo(Base):
     #: Only users with access see a private repository; anyone sees a public one.
     private: Mapped[bool] = mapped_column(default=False)
     #: Resource limits of this repository's jobs, when they differ from the defaults;
-    #: never above the administrator's maxima (``ci.accounts.limits``).
+    #: never above the administrator's maxima (``ci.accounts.job_limits``).
     job_memory: Mapped[str | None] = mapped_column(String(20))
     job_cpus: Mapped[float | None]
     job_pids: Mapped[int | None]

@@ -17,19 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ci import forges
+from ci.pipeline.events import BRANCH_EVENTS
 from ci.pipeline.matrix import cell_name
 from ci.pipeline.status import Status, worst
-from ci.store.models import (
-    ApiToken,
-    Build,
-    Job,
-    Repo,
-    RepoAccess,
-    Secret,
-    Step,
-    User,
-    utcnow,
-)
+from ci.store.models import (ApiToken, Base, Build, Job, Repo, RepoAccess, Secret, Step, User,
+                             utcnow)
 
 __all__ = [
     "FAILURES",
@@ -136,10 +128,14 @@ def get_repo(session: Session, full_name: str) -> Repo | None:
 
 def remove_repo(session: Session, full_name: str) -> bool:
     """Delete a repository with all its builds and commit; False when unknown."""
-    repo = get_repo(session, full_name)
-    if repo is None:
+    return _delete(session, get_repo(session, full_name))
+
+
+def _delete(session: Session, row: Base | None) -> bool:
+    """Delete ``row`` (and what cascades from it) and commit; False when there is none."""
+    if row is None:
         return False
-    session.delete(repo)
+    session.delete(row)
     session.commit()
     return True
 
@@ -170,7 +166,7 @@ def latest_branch_build(session: Session, repo: Repo, branch: str) -> Build | No
     """The newest push or manual build of ``branch`` (pull requests and skips do not count)."""
     return session.scalar(
         select(Build).where(Build.repo_id == repo.id, Build.branch == branch,
-                            Build.event.in_(("push", "manual")), Build.status != Status.SKIPPED)
+                            Build.event.in_(BRANCH_EVENTS), Build.status != Status.SKIPPED)
         .order_by(Build.number.desc()).limit(1)
     )
 
@@ -469,12 +465,7 @@ def list_users(session: Session) -> list[User]:
 
 def remove_user(session: Session, name: str) -> bool:
     """Delete a user with their tokens and access and commit; False when unknown."""
-    user = get_user(session, name)
-    if user is None:
-        return False
-    session.delete(user)
-    session.commit()
-    return True
+    return _delete(session, get_user(session, name))
 
 
 def add_token(session: Session, user: User, name: str, prefix: str,
@@ -498,12 +489,7 @@ def list_tokens(session: Session) -> list[ApiToken]:
 
 def remove_token(session: Session, token_id: int) -> bool:
     """Delete an API token and commit; False when unknown."""
-    token = session.get(ApiToken, token_id)
-    if token is None:
-        return False
-    session.delete(token)
-    session.commit()
-    return True
+    return _delete(session, session.get(ApiToken, token_id))
 
 
 def set_access(session: Session, repo: Repo, user: User, permission: str) -> None:
@@ -514,12 +500,7 @@ def set_access(session: Session, repo: Repo, user: User, permission: str) -> Non
 
 def remove_access(session: Session, repo: Repo, user: User) -> bool:
     """Take away ``user``'s access to ``repo`` and commit; False when they had none."""
-    access = session.get(RepoAccess, (repo.id, user.id))
-    if access is None:
-        return False
-    session.delete(access)
-    session.commit()
-    return True
+    return _delete(session, session.get(RepoAccess, (repo.id, user.id)))
 
 
 def access_of(session: Session, repo: Repo, user: User) -> str | None:

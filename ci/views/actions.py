@@ -7,7 +7,10 @@ page with a message saying what happened.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, request, url_for
+from dataclasses import dataclass
+from typing import Callable
+
+from flask import Blueprint, flash, redirect, request, url_for
 from redis.exceptions import RedisError
 from werkzeug.wrappers import Response
 
@@ -15,7 +18,7 @@ from ci import store
 from ci.builds import service
 from ci.store.models import Build, Repo
 from ci.views.auth import current_user
-from ci.views.lookup import job_of_or_404, repo_or_404, writable_repo
+from ci.views.lookup import job_of_or_404, repo_or_404, writable_build, writable_repo
 from ci.views.resources import redis, settings, write_session
 
 bp = Blueprint("actions", __name__)
@@ -37,14 +40,32 @@ def _page_of(repo: Repo, number: int | None = None) -> str:
     return url_for("pages.build_page", owner=repo.owner, name=repo.name, number=number)
 
 
-def _writable_build(owner: str, name: str, number: int) -> tuple[Repo, Build] | Response:
+def _on_build(owner: str, name: str, number: int, act: Callable[[Repo, Build], Done],
+              refused: str) -> Response:
+    """Do ``act`` to a build the asker may change, then show its message on the page it names.
+
+    A refusal (the build's state does not allow it, Redis does not answer) is shown
+    on the build's page, starting with ``refused``.
+    """
     repo = _writable(owner, name, number)
     if isinstance(repo, Response):
         return repo
-    build = store.get_build(write_session(), repo, number)
-    if build is None:
-        abort(404, description=f"{repo.full_name} has no build #{number}")
-    return repo, build
+    try:
+        done = act(repo, writable_build(repo, number))
+    except store.StoreError as exc:
+        done = Done(f"{refused}: {exc}.", number)
+    except RedisError:
+        done = Done(f"{refused}: Redis, which tells runners what to do, does not answer.", number)
+    flash(done.message)
+    return redirect(_page_of(repo, done.page))
+
+
+@dataclass(frozen=True)
+class Done:
+    """What an action says, and the number of the build page to show it on."""
+
+    message: str
+    page: int
 
 
 @bp.post("/<owner>/<name>/builds")
@@ -73,45 +94,28 @@ def cancel_job(owner: str, name: str, number: int, job_number: int) -> Response:
 
 
 def _cancel(owner: str, name: str, number: int, job_number: int | None) -> Response:
-    found = _writable_build(owner, name, number)
-    if isinstance(found, Response):
-        return found
-    repo, build = found
-    job = job_of_or_404(repo, build, job_number) if job_number is not None else None
-    try:
+    def act(repo: Repo, build: Build) -> Done:
+        job = job_of_or_404(repo, build, job_number) if job_number is not None else None
         count = service.cancel(write_session(), redis(), build, current_user().name, only=job)
-    except RedisError:
-        flash("Nothing was canceled: Redis, which tells runners to stop, does not answer.")
-        return redirect(_page_of(repo, number))
-    flash(f"Asked {count} job(s) to stop." if count else "Nothing to cancel: it has finished.")
-    return redirect(_page_of(repo, number))
+        return Done(f"Asked {count} job(s) to stop." if count
+                    else "Nothing to cancel: it has finished.", number)
+
+    return _on_build(owner, name, number, act, "Nothing was canceled")
 
 
 @bp.post("/<owner>/<name>/builds/<int:number>/restart")
 def restart(owner: str, name: str, number: int) -> Response:
-    found = _writable_build(owner, name, number)
-    if isinstance(found, Response):
-        return found
-    repo, build = found
-    try:
+    def act(_repo: Repo, build: Build) -> Done:
         again = service.restart(write_session(), redis(), settings(), build).build
-    except store.StoreError as exc:
-        flash(f"Not restarted: {exc}.")
-        return redirect(_page_of(repo, number))
-    flash(f"Build #{again.number} queued: build #{number} again.")
-    return redirect(_page_of(repo, again.number))
+        return Done(f"Build #{again.number} queued: build #{number} again.", again.number)
+
+    return _on_build(owner, name, number, act, "Not restarted")
 
 
 @bp.post("/<owner>/<name>/builds/<int:number>/rerun-failed")
 def rerun_failed(owner: str, name: str, number: int) -> Response:
-    found = _writable_build(owner, name, number)
-    if isinstance(found, Response):
-        return found
-    repo, build = found
-    try:
+    def act(_repo: Repo, build: Build) -> Done:
         count = service.rerun_failed(write_session(), redis(), settings(), build)
-    except store.StoreError as exc:
-        flash(f"Nothing was rerun: {exc}.")
-        return redirect(_page_of(repo, number))
-    flash(f"Rerunning {count} job(s)." if count else "No failed jobs to rerun.")
-    return redirect(_page_of(repo, number))
+        return Done(f"Rerunning {count} job(s)." if count else "No failed jobs to rerun.", number)
+
+    return _on_build(owner, name, number, act, "Nothing was rerun")

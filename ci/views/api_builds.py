@@ -8,24 +8,22 @@ job has finished and nothing more will come.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from flask import Blueprint, Response, abort, request, url_for
 from redis.exceptions import RedisError
 
 from ci import store
 from ci.builds import service
 from ci.logs import storage
+from ci.pipeline.events import EVENTS
 from ci.pipeline.logformat import to_text
 from ci.pipeline.status import Status
 from ci.store.models import Build, Repo
 from ci.views.api import json_object, page_args
 from ci.views.auth import current_user
-from ci.views.lookup import (
-    build_or_404,
-    job_of_or_404,
-    job_or_404,
-    repo_or_404,
-    writable_repo,
-)
+from ci.views.lookup import (build_or_404, job_of_or_404, job_or_404, repo_or_404, writable_build,
+                             writable_repo)
 from ci.views.present import build_json, job_json
 from ci.views.resources import redis, session, settings, write_session
 
@@ -33,7 +31,6 @@ bp = Blueprint("api_builds", __name__, url_prefix="/api")
 
 BUILD = "/repos/<owner>/<name>/builds/<int:number>"
 JOB = BUILD + "/jobs/<int:job_number>"
-EVENTS = ("push", "tag", "pull_request", "manual")
 
 
 def _build_url(repo: Repo, build: Build) -> str:
@@ -75,7 +72,7 @@ def trigger(owner: str, name: str):
     except store.StoreError as exc:
         abort(400, description=str(exc))
     accepted = service.accept(write_session(), redis(), settings(), repo, wanted)
-    data = build_json(accepted.build, settings().base_url, repo, with_jobs=True)
+    data = _with_jobs(repo, accepted.build)
     data["queued"] = accepted.enqueued
     return data, 201, {"Location": _build_url(repo, accepted.build)}
 
@@ -83,27 +80,31 @@ def trigger(owner: str, name: str):
 @bp.get(BUILD)
 def get_build(owner: str, name: str, number: int):
     repo, found = build_or_404(owner, name, number)
-    return build_json(found, settings().base_url, repo, with_jobs=True)
+    return _with_jobs(repo, found)
 
 
-def _writable_build(owner: str, name: str, number: int) -> tuple[Repo, Build]:
+def _on_build(owner: str, name: str, number: int,
+              act: Callable[[Repo, Build], tuple[dict[str, Any], int, dict[str, str]]]):
+    """Do ``act`` to a build the asker may change; 409 when the build's state does not
+    allow it, 503 when Redis, which tells runners what to do, does not answer."""
     repo = writable_repo(owner, name)
-    found = store.get_build(write_session(), repo, number)
-    if found is None:
-        abort(404, description=f"{repo.full_name} has no build #{number}")
-    return repo, found
+    build = writable_build(repo, number)
+    try:
+        return act(repo, build)
+    except store.StoreError as exc:
+        abort(409, description=str(exc))
+    except RedisError:
+        abort(503, description="Redis, which tells runners what to do, does not answer; "
+                               "nothing was done; try again in a moment")
 
 
 def _cancel(owner: str, name: str, number: int, job_number: int | None):
-    repo, found = _writable_build(owner, name, number)
-    job = job_of_or_404(repo, found, job_number) if job_number is not None else None
-    try:
-        count = service.cancel(write_session(), redis(), found, current_user().name, only=job)
-    except RedisError:
-        abort(503, description="Redis, which tells runners to stop, does not answer; nothing "
-                               "was canceled; try again in a moment")
-    return {"canceled_jobs": count,
-            "build": build_json(found, settings().base_url, repo, with_jobs=True)}, 202
+    def act(repo: Repo, build: Build):
+        job = job_of_or_404(repo, build, job_number) if job_number is not None else None
+        count = service.cancel(write_session(), redis(), build, current_user().name, only=job)
+        return {"canceled_jobs": count, "build": _with_jobs(repo, build)}, 202, {}
+
+    return _on_build(owner, name, number, act)
 
 
 @bp.post(BUILD + "/cancel")
@@ -113,24 +114,25 @@ def cancel(owner: str, name: str, number: int):
 
 @bp.post(BUILD + "/restart")
 def restart(owner: str, name: str, number: int):
-    repo, found = _writable_build(owner, name, number)
-    try:
-        accepted = service.restart(write_session(), redis(), settings(), found)
-    except store.StoreError as exc:
-        abort(409, description=str(exc))
-    return (build_json(accepted.build, settings().base_url, repo), 201,
-            {"Location": _build_url(repo, accepted.build)})
+    def act(repo: Repo, build: Build):
+        again = service.restart(write_session(), redis(), settings(), build).build
+        return (build_json(again, settings().base_url, repo), 201,
+                {"Location": _build_url(repo, again)})
+
+    return _on_build(owner, name, number, act)
 
 
 @bp.post(BUILD + "/rerun-failed")
 def rerun_failed(owner: str, name: str, number: int):
-    repo, found = _writable_build(owner, name, number)
-    try:
-        count = service.rerun_failed(write_session(), redis(), settings(), found)
-    except store.StoreError as exc:
-        abort(409, description=str(exc))
-    return {"rerun_jobs": count,
-            "build": build_json(found, settings().base_url, repo, with_jobs=True)}, 202
+    def act(repo: Repo, build: Build):
+        count = service.rerun_failed(write_session(), redis(), settings(), build)
+        return {"rerun_jobs": count, "build": _with_jobs(repo, build)}, 202, {}
+
+    return _on_build(owner, name, number, act)
+
+
+def _with_jobs(repo: Repo, build: Build) -> dict[str, Any]:
+    return build_json(build, settings().base_url, repo, with_jobs=True)
 
 
 @bp.get(JOB)

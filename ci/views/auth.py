@@ -15,17 +15,7 @@ import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import (
-    Blueprint,
-    Flask,
-    abort,
-    flash,
-    g,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, url_for
 from flask import session as cookie
 from redis.exceptions import RedisError
 from werkzeug.datastructures import WWWAuthenticate

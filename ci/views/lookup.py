@@ -47,6 +47,14 @@ def build_or_404(owner: str, name: str, number: int) -> tuple[Repo, Build]:
     return repo, build
 
 
+def writable_build(repo: Repo, number: int) -> Build:
+    """Build ``number`` of a repo already found writable, loaded for writing (else 404)."""
+    build = store.get_build(write_session(), repo, number) if number <= MAX_NUMBER else None
+    if build is None:
+        abort(404, description=f"{repo.full_name} has no build #{number}")
+    return build
+
+
 def job_or_404(owner: str, name: str, number: int, job_number: int) -> tuple[Repo, Build, Job]:
     repo, build = build_or_404(owner, name, number)
     return repo, build, job_of_or_404(repo, build, job_number)

@@ -12,9 +12,9 @@ from typing import Any
 from flask import Blueprint
 
 from ci import forges
+from ci.pipeline.events import EVENTS
 from ci.pipeline.status import Status
 from ci.views.api import MAX_PER_PAGE
-from ci.views.api_builds import EVENTS
 from ci.views.lookup import MAX_NUMBER
 
 bp = Blueprint("openapi", __name__)

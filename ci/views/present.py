@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from ci.pipeline.durations import human_duration
 from ci.store.models import Build, Job, Repo, Step, utcnow
 
 
@@ -20,19 +21,9 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
     return round(((end or utcnow()) - start).total_seconds(), 3)
 
 
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+def duration(item: Build | Job | Step) -> str:
+    """How long a build, job or step took (so far, while it runs), for people."""
+    return human_duration(seconds_between(item.started_at, item.finished_at))
 
 
 def time_ago(value: datetime | None) -> str:

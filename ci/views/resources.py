@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import Flask, current_app, g
 from redis import Redis
 
-from ci.settings import Settings
+from ci.settings import Settings, kept_secret
 from ci.store.db import Engine, Session, Sessions, make_engine, make_sessionmaker
 
 
@@ -35,19 +34,10 @@ def init_app(app: Flask, settings: Settings) -> Resources:
                              health_check_interval=30),
     )
     app.extensions["slipway"] = resources
-    app.secret_key = settings.secret_key or _stored_secret(settings.data_dir)
+    app.secret_key = settings.secret_key or kept_secret(settings.data_dir, "secret_key",
+                                                        lambda: secrets.token_hex(32))
     app.teardown_appcontext(_close_session)
     return resources
-
-
-def _stored_secret(data_dir: Path) -> str:
-    """A per-installation secret key, made once and kept in the data folder."""
-    path = data_dir / "secret_key"
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 def resources() -> Resources:

@@ -1,0 +1,17 @@
+"""What a build was triggered by: a push to a branch, a tag, a pull (merge) request, or a
+person. One list for the pipeline's ``when: {event: …}``, the API's filters, and the
+rules on secrets and badges. (What runners report while a job runs is something else:
+:class:`ci.pipeline.spec.EventType`.)"""
+
+from __future__ import annotations
+
+PUSH = "push"
+PULL_REQUEST = "pull_request"
+TAG = "tag"
+MANUAL = "manual"
+EVENTS = (PUSH, PULL_REQUEST, TAG, MANUAL)
+#: Builds of code the repository's writers chose to run: only they get its secrets.
+TRUSTED_EVENTS = (PUSH, TAG, MANUAL)
+#: Builds that say how a branch is doing (its badge): a pull request's say how the
+#: pull request is doing.
+BRANCH_EVENTS = (PUSH, MANUAL)
