@@ -31,6 +31,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
         openapi,
         pages,
         resources,
+        security,
     )
 
     settings = load_settings(**dict(test_config or {}))
@@ -45,6 +46,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     errors.init_app(app)
+    security.init_app(app)  # first: its body check runs before anything reads a body
     assets.init_app(app)
     auth.init_app(app)
     for module in (hooks, openapi, api, api_builds, auth, badges, logs, pages, actions):

@@ -7,6 +7,7 @@ Every setting has a documented default (see the README's configuration table), s
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -55,16 +56,50 @@ class Settings:
 _DEFAULTS = Settings(data_dir=Path("var"), database_url="", redis_url="", base_url="")
 
 
+#: How long a process waits for another one, starting at the same moment, to write the
+#: secret file it created.
+KEPT_SECRET_WAIT_SECONDS = 5.0
+
+
 def kept_secret(data_dir: Path, name: str, make: Callable[[], str]) -> str:
     """A per-installation secret kept in the file ``name`` of the data folder: made with
     ``make`` on first use, readable by its owner only, the same ever after (back it up
-    with the database)."""
+    with the database).
+
+    Processes starting together (gunicorn's workers, the recorder) agree on one secret:
+    the file is created only if it does not exist, owner-only from its first moment, and
+    a process that finds it created reads what its creator wrote.
+
+    Raises:
+        SettingsError: the file stays empty (its creator died before writing it).
+    """
     path = data_dir / name
-    if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(make())
-        path.chmod(0o600)
-    return path.read_text().strip()
+    if path.exists():
+        return _written(path)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = make()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _written(path)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(secret)
+    except BaseException:
+        path.unlink()  # an empty file would stand for a secret nobody knows
+        raise
+    return secret.strip()
+
+
+def _written(path: Path) -> str:
+    """The secret in ``path``, once the process that created the file has written it."""
+    deadline = time.monotonic() + KEPT_SECRET_WAIT_SECONDS
+    while not (secret := path.read_text().strip()):
+        if time.monotonic() > deadline:
+            raise SettingsError(f"{path} is empty; unless a Slipway process is starting right "
+                                "now, remove it and the next start makes a new one")
+        time.sleep(0.01)
+    return secret
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -4,10 +4,11 @@ The job container's main process is an idle ``sleep`` (under Docker's init),
 bounded by the job's lifetime; each step is an ``exec`` of ``sh -ec <script>`` in
 the shared workspace, so steps share files but each has its own exit code and
 output stream. A step with an image of its own runs in a second container with the
-same workspace. Services run beside them on a network private to the job, where
-they answer to their names. Containers are never privileged, never see the Docker
-socket, and carry labels so that :func:`sweep_orphans` can remove what a dead
-runner left behind.
+same workspace. All of them, services included, are on a bridge network of the job's
+own, where services answer to their names; :mod:`runners.job_network` firewalls it
+off from other jobs and from the runner host. Containers are never privileged, never
+see the Docker socket, and carry labels (their job, their runner process) so that
+:func:`sweep_orphans` can remove what a dead runner left behind.
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from ci.pipeline.config import Service
+from runners import job_network
 from runners.executor import ExecutorError, JobEnvironment
 from runners.images import IMAGES
+from runners.owner import LABEL_RUNNER, RunnerProcess
 
 log = logging.getLogger(__name__)
 
 LABEL = "slipway.job"
 LABEL_ATTEMPT = "slipway.attempt"
 #: Which Slipway installation (which Redis) a container belongs to, so that two
-#: installations sharing a Docker engine never sweep each other's containers.
+#: installations sharing a Docker engine never judge each other's containers by their
+#: own leases (a container whose runner process is gone is an orphan to both).
 LABEL_INSTANCE = "slipway.instance"
 WORKSPACE = "/workspace"
 #: Builds install packages and run tests as root inside their container; these are
@@ -54,6 +58,7 @@ class DockerExecutor:
         self._environment: JobEnvironment | None = None
         self._say: Callable[[str], None] = log.info
         self._network: str | None = None
+        self._labels: dict[str, str] = {}
         self._steps: dict[str, Container] = {}  # image -> container running steps
         self._services: dict[str, Container] = {}
         self._last: Container | None = None
@@ -72,10 +77,10 @@ class DockerExecutor:
 
     def setup(self, environment: JobEnvironment, say: Callable[[str], None]) -> None:
         self._environment, self._say = environment, say
+        self._labels = {**environment.labels, LABEL_RUNNER: RunnerProcess.current().label()}
         for image in [environment.image] + [service.image for service in environment.services]:
             self._ensure_image(image)
-        if environment.services:
-            self._create_network(environment)
+        self._create_network(environment)
         for service in environment.services:
             self._start_service(service)
         self._step_container(environment.image)
@@ -83,14 +88,21 @@ class DockerExecutor:
             self._wait_ready(service)
 
     def _create_network(self, environment: JobEnvironment) -> None:
-        """A network of the job's own, where its services answer to their names."""
-        self._network = environment.name
+        """A bridge of the job's own, where its services answer to their names, named so
+        that the host's firewall rules (checked first) keep it from other jobs and the host;
+        ``internal`` (no route out) unless the job may reach the internet."""
         try:
-            self.client.networks.create(environment.name, driver="bridge",
-                                        labels=environment.labels)
+            with job_network.rules_in_force():
+                self.client.networks.create(
+                    environment.name, driver="bridge", internal=not environment.internet,
+                    labels=self._labels,
+                    options={"com.docker.network.bridge.name": job_network.bridge_name()})
+        except job_network.JobNetworkError as exc:
+            raise ExecutorError(f"the job's network cannot be firewalled: {exc}") from None
         except APIError as exc:
             raise ExecutorError(f"could not create the job's network: "
                                 f"{exc.explanation or exc}") from None
+        self._network = environment.name
 
     def _run(self, image: str, name: str, env: dict[str, str], command: list[str] | None,
              aliases: list[str], mounts: bool) -> Container:
@@ -105,12 +117,12 @@ class DockerExecutor:
         endpoint = self.client.api.create_endpoint_config(aliases=aliases) if aliases else None
         try:
             container = self.client.containers.run(
-                image, command, name=name, detach=True, init=True, labels=environment.labels,
+                image, command, name=name, detach=True, init=True, labels=self._labels,
                 environment=env, working_dir=WORKSPACE if mounts else None, volumes=volumes,
                 mem_limit=limits.memory, memswap_limit=limits.memory,
                 nano_cpus=int(limits.cpus * 1e9), pids_limit=limits.pids, privileged=False,
                 security_opt=["no-new-privileges"], cap_drop=["ALL"], cap_add=CAPABILITIES,
-                network=self._network or "bridge",
+                network=self._network,
                 networking_config={self._network: endpoint} if endpoint else None,
             )
         except APIError as exc:
@@ -222,7 +234,8 @@ class DockerExecutor:
                                     decode=True)
         try:
             if any(True for _ in events):
-                return f"killed: out of memory (the job's limit is {self._environment.limits.memory})"
+                limit = self._environment.limits.memory
+                return f"killed: out of memory (the job's limit is {limit})"
         finally:
             events.close()
         return None
@@ -253,10 +266,15 @@ class DockerExecutor:
 
     @staticmethod
     def _tail(container: Container, size: int) -> str:
+        """The last ``size`` bytes of the output, from a line's start: a line cut in its
+        middle could begin with the end of a secret, which no masker can recognise."""
         try:
-            return container.logs(tail=1000)[-size:].decode("utf-8", "replace")
+            output = container.logs(tail=1000)
         except (APIError, NotFound):
             return ""
+        if len(output) > size:
+            output = output[-size:].partition(b"\n")[2]
+        return output.decode("utf-8", "replace")
 
     def kill(self) -> None:
         self._killed.set()
@@ -297,25 +315,37 @@ def _remove_network(client: docker.DockerClient, name: str) -> None:
 
 
 def sweep_orphans(client: docker.DockerClient, instance: str,
-                  is_live: Callable[[int, int], bool]) -> list[str]:
-    """Remove this installation's job containers and networks that no live runner holds.
+                  is_live: Callable[[int, int], bool | None]) -> list[str]:
+    """Remove the job containers and networks that no live runner holds.
+
+    What a runner process on this host made is an orphan as soon as that process is
+    gone, which ``/proc`` tells without Redis (:mod:`runners.owner`), whichever
+    installation it served. For the rest (made by a runner in another PID namespace, or
+    before owners were labelled) this installation's lease decides, and only for its
+    own containers: another installation's leases are in another Redis.
 
     Args:
         instance: the installation's :data:`LABEL_INSTANCE` value.
-        is_live: tells whether (job id, attempt) is still owned by a runner.
+        is_live: tells whether (job id, attempt) is still owned by a runner; None when it
+            cannot tell (Redis away), and then nothing of that job is removed.
 
     Returns:
         The names of what was removed.
     """
     def orphaned(labels: dict[str, str]) -> bool:
+        owner = RunnerProcess.parse(labels.get(LABEL_RUNNER, ""))
+        if owner is not None and owner.is_local():
+            return owner.is_gone()
+        if labels.get(LABEL_INSTANCE) != instance:
+            return False
         try:
-            return not is_live(int(labels[LABEL]), int(labels.get(LABEL_ATTEMPT, "0")))
+            return is_live(int(labels[LABEL]), int(labels.get(LABEL_ATTEMPT, "0"))) is False
         except (KeyError, ValueError):
             return False
 
     removed = []
-    filters = {"label": [LABEL, f"{LABEL_INSTANCE}={instance}"]}
-    for container in client.containers.list(all=True, filters=filters):
+    filters = {"label": [LABEL]}
+    for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
         if orphaned(container.labels):
             try:
                 container.remove(force=True)

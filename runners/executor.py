@@ -38,6 +38,8 @@ class JobEnvironment:
             anything after this long even if no runner is left to stop it.
         services: sidecar containers, reachable from the steps by their name on a
             network private to the job, ready before the first step.
+        internet: whether the job's network has a route out (``SLIPWAY_JOB_NETWORK=internet``);
+            either way it reaches neither other jobs nor the runner host.
     """
 
     name: str
@@ -49,6 +51,7 @@ class JobEnvironment:
     limits: Limits = field(default_factory=Limits)
     lifetime_seconds: int = 3600
     services: tuple[Service, ...] = ()
+    internet: bool = True
 
 
 class Executor(Protocol):

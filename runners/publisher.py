@@ -2,7 +2,9 @@
 
 Everything goes through Redis. The lease (``slipway:lease:<job>`` = attempt) says
 "a live runner owns this job"; it expires when the runner dies, which is how the
-server tells a lost runner from a slow one.
+server tells a lost runner from a slow one. A Redis that does not answer for a while
+(a restart, a failover) does not fail the build: events and log chunks wait in order
+in a bounded outbox and a thread sends them once it answers again.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+from itertools import islice
 from typing import Callable
 
 from redis import Redis
@@ -24,6 +28,12 @@ log = logging.getLogger(__name__)
 
 #: Events are consumed within milliseconds; the cap only bounds a stopped recorder.
 EVENTS_MAXLEN = 100_000
+#: Stream entries held while Redis does not answer; past this, the oldest log chunks go.
+OUTBOX_LIMIT = 5000
+#: How often the outbox is retried, and a lease renewal or cancel watch after an error.
+RETRY_SECONDS = 0.5
+#: How long a finished job waits for Redis to take its last entries before giving up.
+SEND_WAIT_SECONDS = 60.0
 
 
 class Publisher:
@@ -38,6 +48,10 @@ class Publisher:
         self._logged = 0
         self._cut = False
         self._masker = Masker(list(secret_values))
+        self._outbox: deque[tuple[str, dict[str, str], int | None]] = deque()
+        self._outbox_lock = threading.Condition()
+        self._retrying = False
+        self._lost = 0
 
     def claim(self) -> str | None:
         """Take the job's lease; returns why not when this attempt must not run."""
@@ -60,11 +74,14 @@ class Publisher:
         def renew() -> None:
             key = keys.lease(self.spec.job_id)
             while not self._stop.wait(keys.LEASE_REFRESH_SECONDS):
-                holder = self.redis.get(key)
-                if holder is not None and int(holder) != self.spec.attempt:
-                    on_lost()
-                    return
-                self.redis.set(key, self.spec.attempt, ex=keys.LEASE_TTL_SECONDS)
+                try:
+                    holder = self.redis.get(key)
+                    if holder is not None and int(holder) != self.spec.attempt:
+                        on_lost()
+                        return
+                    self.redis.set(key, self.spec.attempt, ex=keys.LEASE_TTL_SECONDS)
+                except RedisError as exc:  # the lease outlives a few missed renewals
+                    log.warning("job %s: lease not renewed, Redis: %s", self.spec.job_id, exc)
 
         self._refresher = threading.Thread(target=renew, name=f"lease-{self.spec.job_id}",
                                            daemon=True)
@@ -76,24 +93,36 @@ class Publisher:
         return who.decode("utf-8", "replace") if who is not None else None
 
     def watch_cancel(self, on_cancel: Callable[[str], None]) -> None:
-        """Call ``on_cancel(who)`` as soon as the job is canceled (a Redis message, not polling)."""
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(keys.cancel(self.spec.job_id))
+        """Call ``on_cancel(who)`` as soon as the job is canceled (a Redis message, not polling).
 
+        When Redis goes away the watch subscribes again once it answers, and reads the cancel
+        key, which says whether the job was canceled meanwhile (or before the first subscribe).
+        """
         def listen() -> None:
+            pubsub, who = None, None
             try:
-                who = self.canceled_by()  # canceled before we subscribed
                 while who is None and not self._stop.is_set():
-                    message = pubsub.get_message(timeout=0.5)
-                    if message is not None:
-                        who = message["data"].decode("utf-8", "replace")
+                    try:
+                        if pubsub is None:
+                            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                            pubsub.subscribe(keys.cancel(self.spec.job_id))
+                            who = self.canceled_by()
+                            continue
+                        message = pubsub.get_message(timeout=0.5)
+                        if message is not None:
+                            who = message["data"].decode("utf-8", "replace")
+                    except (RedisError, ValueError) as exc:
+                        if pubsub is not None:  # once per outage, not at every retry
+                            log.warning("job %s: cancel watch interrupted, Redis: %s",
+                                        self.spec.job_id, exc)
+                            pubsub.close()
+                        pubsub = None
+                        self._stop.wait(RETRY_SECONDS)
                 if who is not None and not self._stop.is_set():
                     on_cancel(who)
-            except (RedisError, ValueError) as exc:
-                if not self._stop.is_set():
-                    log.warning("job %s: stopped watching for cancels: %s", self.spec.job_id, exc)
             finally:
-                pubsub.close()
+                if pubsub is not None:
+                    pubsub.close()
 
         threading.Thread(target=listen, name=f"cancel-{self.spec.job_id}", daemon=True).start()
 
@@ -104,14 +133,14 @@ class Publisher:
     def event(self, kind: EventType, **data) -> None:
         event = Event(type=kind, job_id=self.spec.job_id, attempt=self.spec.attempt,
                       at=time.time(), data=data)
-        self.redis.xadd(keys.EVENTS_STREAM, {"e": event.to_json()}, maxlen=EVENTS_MAXLEN,
-                        approximate=True)
+        self._send((keys.EVENTS_STREAM, {"e": event.to_json()}, EVENTS_MAXLEN))
 
     def log(self, kind: str, step: int, data: str) -> None:
-        self.redis.xadd(self.log_key, LogEntry("", kind, step, data).to_fields())
+        self._send((self.log_key, LogEntry("", kind, step, data).to_fields(), None))
 
     def info(self, text: str) -> None:
-        self.log(INFO, -1, text)
+        """A line of the runner's own, masked: it may quote what a build or service printed."""
+        self.log(INFO, -1, self._masker.mask(text))
 
     def step_started(self, index: int, name: str) -> None:
         self.log(STEP, index, name)
@@ -144,16 +173,88 @@ class Publisher:
         self._logged += size
         self.log(OUT, index, text)
 
+    def _shown_error(self, error: str | None) -> str | None:
+        """The job's error as the log, the build page and the forge may show it: masked (it
+        may quote a service's output) and no longer than the job's log may be."""
+        if not error:
+            return error
+        shown = self._masker.mask(error).encode("utf-8", "replace")
+        return shown[:self.spec.log_limit_bytes].decode("utf-8", "ignore")
+
     def finished(self, status: str, error: str | None) -> None:
         """Close the log and report the result, in that order, in one round trip."""
+        error = self._shown_error(error)
         event = Event(type=EventType.JOB_FINISHED, job_id=self.spec.job_id,
                       attempt=self.spec.attempt, at=time.time(),
                       data={"status": status, "error": error})
-        with self.redis.pipeline() as pipe:
-            if error:
-                pipe.xadd(self.log_key, LogEntry("", INFO, -1, error).to_fields())
-            pipe.xadd(self.log_key, LogEntry("", END, -1, status).to_fields())
-            pipe.xadd(keys.EVENTS_STREAM, {"e": event.to_json()}, maxlen=EVENTS_MAXLEN,
-                      approximate=True)
-            pipe.execute()
+        entries = [(self.log_key, LogEntry("", INFO, -1, error).to_fields(), None)] if error else []
+        self._send(*entries, (self.log_key, LogEntry("", END, -1, status).to_fields(), None),
+                   (keys.EVENTS_STREAM, {"e": event.to_json()}, EVENTS_MAXLEN))
+
+    def wait_sent(self, timeout: float = SEND_WAIT_SECONDS) -> bool:
+        """Wait until Redis has taken every entry (the process may exit once a job ends).
+
+        Returns:
+            False when Redis stayed away ``timeout`` seconds; the entries are then lost.
+        """
+        with self._outbox_lock:
+            sent = self._outbox_lock.wait_for(lambda: not self._outbox, timeout)
+            if not sent:
+                log.error("job %s: Redis did not answer for %ss: %d events and log entries "
+                          "are lost", self.spec.job_id, timeout, len(self._outbox))
+        return sent
+
+    def _send(self, *entries: tuple[str, dict[str, str], int | None]) -> None:
+        """Append entries (stream, fields, maxlen) to their streams, in order, in one round
+        trip; while Redis is away they wait in the outbox for the retry thread."""
+        with self._outbox_lock:
+            for entry in entries:
+                self._hold(entry)
+            if self._retrying:
+                return
+            try:
+                self._flush()
+            except RedisError as exc:
+                log.warning("job %s: Redis does not answer (%s): holding events and log "
+                            "entries until it does", self.spec.job_id, exc)
+                self._retrying = True
+                threading.Thread(target=self._retry, name=f"outbox-{self.spec.job_id}",
+                                 daemon=True).start()
+
+    def _hold(self, entry: tuple[str, dict[str, str], int | None]) -> None:
+        """Queue ``entry``; when the outbox is full, lose the oldest log chunk (never an event
+        while a log chunk is there to lose), and say so in the log once."""
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            index = next((i for i, (key, _f, _m) in enumerate(self._outbox)
+                          if key != keys.EVENTS_STREAM), 0)
+            del self._outbox[index]
+            self._lost += 1
+            if self._lost == 1:
+                note = "some of this job's output was lost while Redis did not answer"
+                self._outbox.append((self.log_key, LogEntry("", INFO, -1, note).to_fields(), None))
+        self._outbox.append(entry)
+
+    def _flush(self) -> None:
+        """Send the outbox, oldest first, in batches; raises RedisError when Redis is away."""
+        while self._outbox:
+            batch = list(islice(self._outbox, 500))
+            with self.redis.pipeline(transaction=len(batch) > 1) as pipe:
+                for key, fields, maxlen in batch:
+                    pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
+                pipe.execute()
+            for _entry in batch:
+                self._outbox.popleft()
+        self._outbox_lock.notify_all()
+
+    def _retry(self) -> None:
+        """Retry the outbox until Redis takes it all (the thread of a Redis outage)."""
+        with self._outbox_lock:
+            while self._outbox:
+                self._outbox_lock.wait(RETRY_SECONDS)
+                try:
+                    self._flush()
+                except RedisError:
+                    continue
+            self._retrying = False
+        log.info("job %s: Redis answers again; the held entries were sent", self.spec.job_id)
 

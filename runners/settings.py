@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+#: The values of ``SLIPWAY_JOB_NETWORK``.
+JOB_NETWORKS = ("internet", "isolated")
+
 
 @dataclass(frozen=True)
 class RunnerSettings:
@@ -26,6 +29,8 @@ class RunnerSettings:
             the server's own host the key in its data folder; None when neither.
         cache_limit_bytes: the build cache's size on this runner
             (``SLIPWAY_RUNNER_CACHE_MB``, default 5120); least recently used entries go first.
+        job_network: ``internet`` (a job's network has a route out) or ``isolated`` (none);
+            either way it reaches neither other jobs nor this host (``SLIPWAY_JOB_NETWORK``).
     """
 
     redis_url: str
@@ -34,6 +39,7 @@ class RunnerSettings:
     name: str
     cache_limit_bytes: int = 5 * 1024 ** 3
     encryption_key: bytes | None = None
+    job_network: str = "internet"
 
     @property
     def instance(self) -> str:
@@ -55,7 +61,17 @@ def load_runner_settings(env: Mapping[str, str] | None = None) -> RunnerSettings
         name=env.get("SLIPWAY_RUNNER_NAME") or socket.gethostname(),
         cache_limit_bytes=_megabytes(env, "SLIPWAY_RUNNER_CACHE_MB", 5120) * 1024 * 1024,
         encryption_key=_encryption_key(env, data_dir),
+        job_network=_job_network(env),
     )
+
+
+def _job_network(env: Mapping[str, str]) -> str:
+    mode = env.get("SLIPWAY_JOB_NETWORK") or "internet"
+    if mode not in JOB_NETWORKS:
+        raise ValueError(f"SLIPWAY_JOB_NETWORK={mode!r} is neither {' nor '.join(JOB_NETWORKS)}: "
+                         "`internet` lets builds reach the internet, `isolated` reaches nothing "
+                         "outside the job")
+    return mode
 
 
 def _encryption_key(env: Mapping[str, str], data_dir: Path) -> bytes | None:

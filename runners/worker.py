@@ -18,15 +18,16 @@ from typing import Any, Callable
 from redis import Redis
 from rq import get_current_job
 
-from ci.pipeline.config import (CONFIG_FILE, DEFAULT_PIPELINE_HELP, ConfigError, Pipeline, Step,
-                                allows_failure, default_pipeline, expand_matrix, for_cell,
-                                parse_pipeline)
+from ci.pipeline.config import (CONFIG_FILE, DEFAULT_PIPELINE_HELP, MAX_FILE_BYTES, ConfigError,
+                                Pipeline, Step, allows_failure, default_pipeline, expand_matrix,
+                                for_cell, parse_pipeline)
 from ci.pipeline.durations import format_duration
-from ci.pipeline.logformat import OUT, SERVICE_SECTIONS_START, STEP
+from ci.pipeline.logformat import SERVICE_SECTIONS_START, STEP
 from ci.pipeline.spec import EventType, JobSpec
 from ci.pipeline.status import Status
+from runners import owner
 from runners.cache import BuildCache
-from runners.checkout import CheckoutError, MirrorCache
+from runners.checkout import CheckoutError, CheckoutTimeout, CloneUrl, CommitFiles, MirrorCache
 from runners.docker_executor import LABEL, LABEL_ATTEMPT, LABEL_INSTANCE, DockerExecutor
 from runners.executor import Executor, ExecutorError, JobEnvironment
 from runners.publisher import Publisher
@@ -39,6 +40,21 @@ CA_BUNDLE_INSIDE = "/etc/ssl/certs/ca-certificates.crt"
 
 #: Builds the executor for a job; the composition root may swap it (one place).
 make_executor: Callable[[], Executor] = DockerExecutor
+
+#: The jobs this process runs now, so that a runner stopped on purpose can end them.
+_running: set[JobRun] = set()
+_running_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def stop_running_jobs() -> None:
+    """End this process's jobs as errored, "runner stopped" (its containers go with them),
+    and any job that starts from now on at once: the runner is shutting down."""
+    _stopping.set()
+    with _running_lock:
+        runs = list(_running)
+    for run in runs:
+        run.stop()
 
 
 class JobFailed(Exception):
@@ -60,7 +76,8 @@ def run_job(payload: dict[str, Any]) -> str:
         secrets, withheld = open_secrets(settings.encryption_key, spec.sealed_secrets), None
     except SecretsUnavailable as exc:
         secrets, withheld = {}, str(exc)
-    publisher = Publisher(redis, spec, list(secrets.values()))
+    publisher = Publisher(redis, spec,
+                          list(secrets.values()) + CloneUrl.parse(spec.clone_url).secrets())
     refusal = publisher.claim()
     if refusal:
         log.info("job %s: not running: %s", spec.job_id, refusal)
@@ -86,30 +103,37 @@ class JobRun:
         self.executor = executor
         self.timed_out = threading.Event()
         self.lease_lost = threading.Event()
+        self.runner_stopped = threading.Event()
         self.canceled_by: str | None = None
         self.secrets = secrets or {}
         self.secrets_withheld = secrets_withheld
         self.workspace = settings.work_dir / "workspaces" / f"{spec.job_id}-{spec.attempt}"
+        self.taken = time.monotonic()
+        self._timer: threading.Timer | None = None
 
     def run(self) -> str:
         status, error = Status.ERRORED, None
-        timer: threading.Timer | None = None
+        timeout = self.spec.timeout_seconds
+        self._arm_timer(timeout)
+        with _running_lock:
+            _running.add(self)
+        if _stopping.is_set():
+            self.stop()
         self.publisher.keep_lease(on_lost=self._on_lease_lost)
         self.publisher.watch_cancel(self._on_cancel)
         try:
             self.publisher.event(EventType.JOB_STARTED, runner=self.settings.name)
-            mirror = self._checkout()
+            mirror = self._checkout(timeout)
             pipeline = self._read_pipeline()
             cell = self._plan(pipeline) if self.spec.plan else self.spec.cell
             pipeline = for_cell(pipeline, cell)
-            timeout = min(pipeline.timeout_seconds or self.spec.timeout_seconds,
-                          self.spec.timeout_seconds)
+            timeout = min(pipeline.timeout_seconds or timeout, timeout)
             image = pipeline.image or self.spec.default_image
             self.publisher.event(EventType.STEPS_PLANNED,
                                  steps=[step.name for step in pipeline.steps], image=image)
-            timer = threading.Timer(timeout, self._on_timeout)
-            timer.daemon = True
-            timer.start()
+            self._arm_timer(timeout)
+            if self.timed_out.is_set():
+                raise JobFailed(Status.ERRORED, self._kill_reason(timeout))
             self._setup(pipeline, image, mirror, timeout)
             cache_key = self._restore_cache(pipeline, cell)
             status, error = self._run_steps(pipeline, timeout)
@@ -121,34 +145,60 @@ class JobRun:
             log.exception("job %s crashed", self.spec.job_id)
             status, error = Status.ERRORED, f"internal runner error: {exc!r}"
         finally:
-            if timer is not None:
-                timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
             self._publish_service_logs()
             # The result is known: report it first, clean up after, so nobody waits on it.
             self.publisher.finished(status.value, error)
             self.publisher.release()
             self.executor.destroy()
-            shutil.rmtree(self.workspace, ignore_errors=True)
+            owner.remove(self.workspace)
+            with _running_lock:
+                _running.discard(self)
+            self.publisher.wait_sent()
         return status.value
 
-    def _checkout(self) -> Path:
+    def _arm_timer(self, timeout: int) -> None:
+        """(Re)start the job's timer: ``timeout`` counts from when the runner took the job,
+        so the clone and the reading of the pipeline are inside it."""
+        if self._timer is not None:
+            self._timer.cancel()
+        remaining = self.taken + timeout - time.monotonic()
+        if remaining <= 0:
+            self._on_timeout()
+            return
+        self._timer = threading.Timer(remaining, self._on_timeout)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _checkout(self, timeout: int) -> Path:
         spec = self.spec
         self.publisher.info(f"checking out {spec.sha[:12]} ({spec.ref})")
         started = time.monotonic()
         self.workspace.parent.mkdir(parents=True, exist_ok=True)
+        owner.claim(self.workspace)
         shutil.rmtree(self.workspace, ignore_errors=True)
         try:
-            mirror = MirrorCache(self.settings.work_dir).checkout(spec.clone_url, spec.sha,
-                                                                  self.workspace)
+            mirror = MirrorCache(self.settings.work_dir).checkout(
+                spec.clone_url, spec.sha, self.workspace, deadline=self.taken + timeout)
+        except CheckoutTimeout:
+            self.timed_out.set()
+            raise JobFailed(Status.ERRORED, self._kill_reason(timeout)) from None
         except CheckoutError as exc:
             raise JobFailed(Status.ERRORED, str(exc)) from None
         self.publisher.info(f"checked out in {time.monotonic() - started:.2f}s")
         return mirror
 
     def _read_pipeline(self) -> Pipeline:
-        path = self.workspace / CONFIG_FILE
-        if not path.is_file():
-            default = default_pipeline({entry.name for entry in self.workspace.iterdir()})
+        """The commit's pipeline, read from git's objects and never from the work tree, where
+        a committed link would make this runner read a file of its host."""
+        try:
+            files = CommitFiles(self.workspace, self.spec.sha)
+            text = files.read(CONFIG_FILE, MAX_FILE_BYTES)
+        except CheckoutError as exc:
+            raise JobFailed(Status.ERRORED, str(exc)) from None
+        if text is None:
+            default = default_pipeline(files.root_files())
             if default is None:
                 raise JobFailed(Status.ERRORED, f"commit {self.spec.sha[:12]}: "
                                 f"{DEFAULT_PIPELINE_HELP}")
@@ -156,7 +206,7 @@ class JobRun:
                                 "project (install, then pytest)")
             return default
         try:
-            return parse_pipeline(path.read_bytes())
+            return parse_pipeline(text)
         except ConfigError as exc:
             raise JobFailed(Status.ERRORED, str(exc)) from None
 
@@ -185,6 +235,7 @@ class JobRun:
             labels={LABEL: str(self.spec.job_id), LABEL_ATTEMPT: str(self.spec.attempt),
                     LABEL_INSTANCE: self.settings.instance, "slipway.repo": self.spec.repo},
             limits=self.spec.limits, lifetime_seconds=timeout + 60, services=pipeline.services,
+            internet=self.settings.job_network == "internet",
         )
         try:
             self.executor.setup(environment, self.publisher.info)
@@ -270,7 +321,9 @@ class JobRun:
         return None
 
     def _publish_service_logs(self) -> None:
-        """Services' output goes into the job's log, one section per service, after the steps."""
+        """Services' output goes into the job's log, one section per service, after the steps;
+        like a step's, it is masked and counts towards the log's limit (a service may echo
+        a secret a step sent it)."""
         try:
             service_logs = self.executor.service_logs()
         except ExecutorError:
@@ -278,8 +331,8 @@ class JobRun:
         for number, (name, text) in enumerate(service_logs.items()):
             section = SERVICE_SECTIONS_START - number
             self.publisher.log(STEP, section, f"service {name}")
-            if text:
-                self.publisher.log(OUT, section, text)
+            self.publisher.output(section, text)
+            self.publisher.end_output(section)
 
     def _step_finished(self, index: int, status: Status, code: int | None) -> None:
         self.publisher.event(EventType.STEP_FINISHED, step=index, status=status.value,
@@ -288,11 +341,18 @@ class JobRun:
     def _kill_reason(self, timeout: int) -> str:
         if self.canceled_by:
             return f"canceled by {self.canceled_by}"
+        if self.runner_stopped.is_set():
+            return "runner stopped"
         if self.timed_out.is_set():
             return f"timed out after {format_duration(timeout)}"
         if self.lease_lost.is_set():
             return "stopped: another runner took over this job"
         return "the job's container stopped unexpectedly"
+
+    def stop(self) -> None:
+        """The runner is stopping: kill the job's containers; it ends errored."""
+        self.runner_stopped.set()
+        self.executor.kill()
 
     def _on_timeout(self) -> None:
         self.timed_out.set()

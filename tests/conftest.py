@@ -21,7 +21,7 @@ import docker
 import pytest
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -33,6 +33,7 @@ from ci.pipeline.logformat import to_text
 from ci.store import db
 from ci.store.models import Build
 from ci.views.resources import Resources
+from runners.rq_job import RunnerJob
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GITHUB = FIXTURES / "webhooks" / "github"
@@ -204,8 +205,8 @@ def run_queue(resources, redis_client, tmp_path, monkeypatch):
     recorder = Recorder(resources.write_sessions, redis_client, resources.settings)
 
     def run() -> Recorder:
-        queue = Queue(keys.JOBS_QUEUE, connection=redis_client)
-        SimpleWorker([queue], connection=redis_client).work(burst=True)
+        SimpleWorker([keys.JOBS_QUEUE], connection=redis_client, job_class=RunnerJob,
+                     serializer=keys.RQ_SERIALIZER).work(burst=True)
         recorder.drain()
         return recorder
 

@@ -67,8 +67,7 @@ def test_admins_add_and_remove_repositories(client, admin, api_token, git_repo):
 def test_writers_change_settings_readers_may_not(client, session, registered, api_token):
     reader = token_headers(session, add_user(session, "rita", grants={registered: "read"}))
     assert client.patch(API, json={"private": True}, headers=reader).status_code == 403
-    changed = client.patch(API, json={"default_branch": "develop", "private": True,
-                                      "clone_url": "https://example.com/o/p.git"},
+    changed = client.patch(API, json={"default_branch": "develop", "private": True},
                            headers=api_token)
     assert changed.status_code == 200
     assert changed.get_json()["default_branch"] == "develop"

@@ -116,7 +116,8 @@ def test_the_job_payload_in_redis_carries_secrets_sealed(client, git_repo, with_
 
     sha = git_repo.commit({".slipway.yml": PIPELINE})
     assert post_hook(client, push_payload("octo/project", sha)).status_code == 202
-    [job] = Queue(keys.JOBS_QUEUE, connection=redis_client).get_jobs()
+    [job] = Queue(keys.JOBS_QUEUE, connection=redis_client,
+                  serializer=keys.RQ_SERIALIZER).get_jobs()
     payload = json.dumps(job.args)
     assert VALUE not in payload
     assert job.args[0]["sealed_secrets"]

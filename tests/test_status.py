@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import JobStatus
 from sqlalchemy import select
 
@@ -117,9 +117,12 @@ def accept(session, redis_client, settings, repo: Repo, sha: str = SHA) -> Build
     return service.accept(session, redis_client, settings, repo, trigger).build
 
 
+def status_queue(redis_client) -> Queue:
+    return Queue(keys.STATUS_QUEUE, connection=redis_client, serializer=keys.RQ_SERIALIZER)
+
+
 def send_statuses(redis_client, scheduler: bool = False) -> None:
-    queue = Queue(keys.STATUS_QUEUE, connection=redis_client)
-    SimpleWorker([queue], connection=redis_client).work(burst=True, with_scheduler=scheduler)
+    statuses.reporter(redis_client).work(burst=True, with_scheduler=scheduler)
 
 
 def publish(redis_client, job: Job, kind: EventType, at: float, **data) -> None:
@@ -200,7 +203,7 @@ def test_a_forge_answering_500_twice_gets_the_status_on_the_third_try(
     repo = add_repo(session, resources.settings, git_repo, "gitlab", forge_api.url + "/api/v4")
     forge_api.answers = [500, 500]
     accept(session, redis_client, resources.settings, repo)
-    [rq_job] = Queue(keys.STATUS_QUEUE, connection=redis_client).get_jobs()
+    [rq_job] = status_queue(redis_client).get_jobs()
 
     def retried() -> bool:
         send_statuses(redis_client, scheduler=True)  # due retries go back in the queue first
@@ -219,7 +222,7 @@ def test_a_late_pending_never_overwrites_success(forge_api, session, resources, 
     repo = add_repo(session, resources.settings, git_repo, "github", forge_api.url)
     forge_api.answers = [500]
     build = accept(session, redis_client, resources.settings, repo)
-    [queued_report] = Queue(keys.STATUS_QUEUE, connection=redis_client).get_jobs()
+    [queued_report] = status_queue(redis_client).get_jobs()
     send_statuses(redis_client)  # the "queued" report meets a 500 and waits for its retry
     assert forge_api.states() == ["pending"]
 
@@ -255,7 +258,7 @@ def test_an_older_build_of_the_commit_never_overwrites_a_newer_one(
     store.finish_job(session, job, Status.PASSED, utcnow(), None)
     session.commit()
     statuses.report_build(redis_client, older)
-    [late] = Queue(keys.STATUS_QUEUE, connection=redis_client).get_jobs()
+    [late] = status_queue(redis_client).get_jobs()
     send_statuses(redis_client)
     assert [r.body["target_url"] for r in forge_api.received] == [
         "http://ci.test/octo/project/builds/1", "http://ci.test/octo/project/builds/2"]
@@ -270,7 +273,7 @@ def test_a_forge_that_is_down_never_fails_or_delays_the_build(
     response = post_hook(client, push_payload("octo/project", SHA))
     assert response.status_code == 202
     assert time.monotonic() - started < 5
-    [report] = Queue(keys.STATUS_QUEUE, connection=redis_client).get_jobs()
+    [report] = status_queue(redis_client).get_jobs()
     send_statuses(redis_client)
     assert report.get_status(refresh=True) == JobStatus.SCHEDULED  # to be tried again
     session.rollback()
@@ -283,7 +286,7 @@ def test_a_refused_status_is_logged_and_not_retried(forge_api, session, resource
     repo = add_repo(session, resources.settings, git_repo, "github", forge_api.url)
     forge_api.answers = [422]
     accept(session, redis_client, resources.settings, repo)
-    [report] = Queue(keys.STATUS_QUEUE, connection=redis_client).get_jobs()
+    [report] = status_queue(redis_client).get_jobs()
     with caplog.at_level(logging.WARNING, logger="ci.forges.statuses"):
         send_statuses(redis_client)
     assert report.get_status(refresh=True) == JobStatus.FINISHED
@@ -328,7 +331,7 @@ def test_no_token_means_no_reports_and_one_log_line(session, resources, redis_cl
         build = accept(session, redis_client, resources.settings, registered)
         statuses.report_build(redis_client, build)
         statuses.report_job(redis_client, build.jobs[0])
-    assert len(Queue(keys.STATUS_QUEUE, connection=redis_client)) == 0
+    assert len(status_queue(redis_client)) == 0
     assert [r.getMessage() for r in caplog.records] == [
         ("no commit statuses for octo/project: it has no forge token; set one with "
          "`slipway repo set-token octo/project`")]
@@ -338,7 +341,7 @@ def test_gitea_needs_an_api_url(session, resources, redis_client, git_repo):
     repo = add_repo(session, resources.settings, git_repo, "gitea", None)
     assert "gitea has no default API URL" in statuses.missing_access(repo)
     accept(session, redis_client, resources.settings, repo)
-    assert len(Queue(keys.STATUS_QUEUE, connection=redis_client)) == 0
+    assert len(status_queue(redis_client)) == 0
 
 
 @pytest.mark.parametrize("forge, module, allowed", [

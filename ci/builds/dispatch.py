@@ -66,7 +66,7 @@ def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: in
 
 def enqueue(redis: Redis, spec: JobSpec) -> None:
     """Put one attempt of a job on the runners' queue (one round trip to Redis)."""
-    queue = Queue(keys.JOBS_QUEUE, connection=redis)
+    queue = Queue(keys.JOBS_QUEUE, connection=redis, serializer=keys.RQ_SERIALIZER)
     with redis.pipeline() as pipe:
         # RQ starts the transaction itself, so its call comes first.
         queue.enqueue_call(
@@ -92,7 +92,8 @@ def request_cancel(redis: Redis, job: Job, who: str) -> None:
         pipe.publish(keys.cancel(job.id), who)
         pipe.execute()
     try:
-        RQJob.fetch(keys.rq_job_id(job.id, job.attempt), connection=redis).cancel()
+        RQJob.fetch(keys.rq_job_id(job.id, job.attempt), connection=redis,
+                    serializer=keys.RQ_SERIALIZER).cancel()
     except (NoSuchJobError, InvalidJobOperation):
         pass
 

@@ -6,6 +6,8 @@ event in one transaction, acknowledges it, has the job's commit statuses
 reported (``ci.forges.statuses``), archives a job's log when the job ends, and between
 batches runs the reconciler. Events of an attempt that is no longer current, or
 for a job already finished, are ignored: applying an event twice changes nothing.
+An event that cannot be applied at all is set aside in a dead-letter stream, so that
+it never stops the recorder (read again after a restart, it would fail again).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ci.pipeline.spec import Event, EventType
 from ci.pipeline.status import Status
 from ci.settings import Settings
 from ci.store import Session, Sessions
+from ci.store.db import Unavailable
 from ci.store.models import Job
 
 log = logging.getLogger(__name__)
@@ -106,7 +109,11 @@ class Recorder:
                 raise
 
     def step(self, block_ms: int | None = None) -> int:
-        """Read and apply one batch of events; returns how many were read."""
+        """Read and apply one batch of events; returns how many were read.
+
+        Redis or the database failing ends the batch unacknowledged, to be read again
+        once they answer; any other error is the event's, which is then set aside.
+        """
         rows = []
         if self._backlog:
             # First what this consumer read but never acknowledged (it stopped mid-batch).
@@ -118,25 +125,44 @@ class Recorder:
         with self.sessions() as session:
             for entry_id, fields in rows:
                 try:
-                    event = Event.from_json(fields[b"e"])
-                except (KeyError, ValueError) as exc:
-                    log.error("dropping malformed event %s: %s", entry_id, exc)
+                    job_id = self._record(session, fields)
+                except (RedisError, Unavailable):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - whatever it is, this event caused it
+                    session.rollback()
+                    self._set_aside(entry_id, fields, exc)
                     continue
-                applied = apply_event(session, event)
-                session.commit()
-                if applied is None:
-                    continue
-                if applied.added:
-                    self._start_cells(session, applied)
-                if event.type in statuses.STATUS_EVENTS:
-                    statuses.report_job(self.redis, applied.job)
-                if event.type == EventType.JOB_FINISHED:
-                    finished.append(applied.job.id)
+                if job_id is not None:
+                    finished.append(job_id)
         for job_id in finished:
             self._archive(job_id)
         if rows:
             self.redis.xack(keys.EVENTS_STREAM, keys.RECORDER_GROUP, *[r[0] for r in rows])
         return len(rows)
+
+    def _record(self, session: Session, fields: dict[bytes, bytes]) -> int | None:
+        """Apply one event and what follows from it; the id of the job it finished, if any."""
+        event = Event.from_json(fields[b"e"])
+        applied = apply_event(session, event)
+        session.commit()
+        if applied is None:
+            return None
+        if applied.added:
+            self._start_cells(session, applied)
+        if event.type in statuses.STATUS_EVENTS:
+            statuses.report_job(self.redis, applied.job)
+        return applied.job.id if event.type == EventType.JOB_FINISHED else None
+
+    def _set_aside(self, entry_id: bytes, fields: dict[bytes, bytes], exc: Exception) -> None:
+        """Move an event that cannot be applied, with its error, to the dead-letter stream."""
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        log.error("event %s cannot be applied; set aside in %s: %s", entry_id.decode(),
+                  keys.EVENTS_DEAD_STREAM, error, exc_info=exc)
+        with self.redis.pipeline() as pipe:
+            pipe.xadd(keys.EVENTS_DEAD_STREAM, {**fields, b"id": entry_id, b"error": error},
+                      maxlen=keys.EVENTS_DEAD_MAXLEN, approximate=True)
+            pipe.xack(keys.EVENTS_STREAM, keys.RECORDER_GROUP, entry_id)
+            pipe.execute()
 
     def _start_cells(self, session: Session, applied: Applied) -> None:
         """Enqueue the cells a plan added, unless the build was canceled while it planned."""

@@ -61,7 +61,7 @@ def accept(session: Session, redis: Redis, settings: Settings, repo: Repo,
         try:
             for older in store.superseded_builds(session, build):
                 cancel(session, redis, older, f"auto-cancel: superseded by build #{build.number}")
-        except RedisError as exc:
+        except (RedisError, store.StoreError) as exc:  # StoreError: it finished meanwhile
             log.warning("auto-cancel for build %s skipped: %s", build.id, exc)
     return Accepted(build=build, created=True, enqueued=enqueued)
 
@@ -72,8 +72,20 @@ def _auto_cancels(settings: Settings, build: Build) -> bool:
     return build.event == "push" and settings.auto_cancel_push
 
 
-def manual_trigger(repo: Repo, branch: str | None = None, sha: str | None = None) -> Trigger:
+#: How long ``git ls-remote`` may take to name a branch's head before a trigger gives up.
+LS_REMOTE_TIMEOUT_SECONDS = 20
+#: Why a trigger could not read the remote. Never what git or the remote said: that would
+#: make the web host a probe of whatever the clone URL points at, answering whoever asks.
+LS_REMOTE_FAILED = ("cannot read the repository's clone URL (git ls-remote failed); check "
+                    "the URL and its credentials")
+
+
+def manual_trigger(session: Session, repo: Repo, branch: str | None = None,
+                   sha: str | None = None) -> Trigger:
     """A ``manual`` trigger for a branch's head (resolved with ``git ls-remote``) or a sha.
+
+    Ends ``session``'s transaction before asking the remote: a write transaction holds
+    the database's writer lock, which no webhook should wait on while a remote answers.
 
     Raises:
         store.StoreError: the branch does not exist or the remote cannot be read.
@@ -89,15 +101,25 @@ def manual_trigger(repo: Repo, branch: str | None = None, sha: str | None = None
         return Trigger(repo=repo.full_name, event="manual", ref=ref, sha=sha, branch=branch,
                        message="manual build")
     ref = f"refs/heads/{branch}"
-    try:
-        output = Git().ls_remote(repo.clone_url, ref)
-    except GitCommandError as exc:
-        raise store.StoreError(f"cannot read {repo.clone_url}: {exc.stderr.strip()}") from None
+    session.commit()
+    output = _ls_remote(repo, ref)
     line = next((row for row in output.splitlines() if row.endswith("\t" + ref)), None)
     if line is None:
-        raise store.StoreError(f"branch {branch!r} does not exist in {repo.clone_url}")
+        # Not naming the clone URL, which may carry credentials and is not shown elsewhere.
+        raise store.StoreError(f"branch {branch!r} does not exist in the repository")
     return Trigger(repo=repo.full_name, event="manual", ref=ref, sha=line.split("\t")[0],
                    branch=branch, message="manual build")
+
+
+def _ls_remote(repo: Repo, ref: str) -> str:
+    """What ``git ls-remote`` says of ``ref``, within :data:`LS_REMOTE_TIMEOUT_SECONDS`."""
+    try:
+        return Git().ls_remote(repo.clone_url, ref, kill_after_timeout=LS_REMOTE_TIMEOUT_SECONDS,
+                               env={"GIT_TERMINAL_PROMPT": "0"})
+    except GitCommandError as exc:
+        log.warning("git ls-remote for a manual build of %s failed: %s", repo.full_name,
+                    (exc.stderr or "").strip())
+        raise store.StoreError(LS_REMOTE_FAILED) from None
 
 
 def cancel(session: Session, redis: Redis, build: Build, who: str,
@@ -108,20 +130,24 @@ def cancel(session: Session, redis: Redis, build: Build, who: str,
     running one is told to stop through Redis and reports ``canceled`` itself (its
     runner kills the container within moments), so its log ends properly. The
     build ends when its last job does.
+
+    Raises:
+        store.StoreError: nothing is unfinished: the build (or ``only``) has finished.
     """
-    count = 0
-    for job in build.jobs if only is None else [only]:
-        status = Status(job.status)
-        if status.finished:
-            continue
+    unfinished = [job for job in (build.jobs if only is None else [only])
+                  if not Status(job.status).finished]
+    if not unfinished:
+        what = (f"build #{build.number}" if only is None
+                else f"job {only.number} of build #{build.number}")
+        raise store.StoreError(f"{what} has finished")
+    for job in unfinished:
         dispatch.request_cancel(redis, job, who)
-        if status == Status.QUEUED:
+        if job.status == Status.QUEUED:
             store.finish_job(session, job, Status.CANCELED, utcnow(), f"canceled by {who}")
-        count += 1
     session.commit()
     # Jobs canceled while queued send no runner event; their statuses go out from here.
     statuses.report_build(redis, build)
-    return count
+    return len(unfinished)
 
 
 def restart(session: Session, redis: Redis, settings: Settings, build: Build) -> Accepted:

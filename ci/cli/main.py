@@ -29,6 +29,7 @@ class Context:
 
 
 def _context(migrate: bool = True) -> Context:
+    from ci.accounts import webhook_secrets
     from ci.store import db
 
     try:
@@ -36,11 +37,15 @@ def _context(migrate: bool = True) -> Context:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     engine = db.make_engine(settings.database_url)
+    sessions = db.make_sessionmaker(engine, writes=True)
     if migrate:
         db.upgrade(engine)
+        # Secrets stored before they were encrypted; a migration has no key to do it.
+        with sessions() as session:
+            webhook_secrets.encrypt_clear(session, settings)
     # Longer than any blocking read Slipway makes (the recorder blocks for 5 s).
     redis = Redis.from_url(settings.redis_url, socket_timeout=60, socket_connect_timeout=5)
-    return Context(settings, db.make_sessionmaker(engine, writes=True), redis)
+    return Context(settings, sessions, redis)
 
 
 @click.group()
@@ -83,6 +88,7 @@ def repo_add(full_name: str, forge: str, clone_url: str, secret: str, default_br
              token_stdin: bool, api_url: str | None, private: bool) -> None:
     """Register FULL_NAME (OWNER/NAME) so its webhooks start builds."""
     from ci import store
+    from ci.accounts import webhook_secrets
     from ci.forges import statuses
 
     token = _read_token() if token_stdin else None
@@ -91,7 +97,8 @@ def repo_add(full_name: str, forge: str, clone_url: str, secret: str, default_br
         try:
             if api_url is not None:
                 statuses.validate_api_url(api_url)
-            added = store.add_repo(session, full_name, forge, clone_url, secret, default_branch)
+            added = webhook_secrets.register(session, ctx.settings, full_name, forge, clone_url,
+                                             secret, default_branch)
             if private:
                 store.update_repo(session, added, private=True)
             if token is not None or api_url is not None:
@@ -133,8 +140,9 @@ def repo_set_token(full_name: str, api_url: str | None) -> None:
 
 @repo.command("list")
 def repo_list() -> None:
-    """List registered repositories with their latest build."""
+    """List registered repositories with their latest build (clone URLs without credentials)."""
     from ci import store
+    from runners.checkout import CloneUrl
 
     ctx = _context()
     with ctx.sessions() as session:
@@ -144,7 +152,8 @@ def repo_list() -> None:
         for item, latest in rows:
             status = f"#{latest.number} {latest.status}" if latest else "no builds"
             visibility = "\tprivate" if item.private else ""
-            click.echo(f"{item.full_name}\t{item.forge}\t{item.clone_url}\t{status}{visibility}")
+            shown = CloneUrl.parse(item.clone_url).shown
+            click.echo(f"{item.full_name}\t{item.forge}\t{shown}\t{status}{visibility}")
 
 
 @repo.command("remove")
@@ -177,7 +186,7 @@ def trigger(full_name: str, branch: str | None, sha: str | None) -> None:
         if found is None:
             raise click.ClickException(f"{full_name} is not registered")
         try:
-            wanted = service.manual_trigger(found, branch=branch, sha=sha)
+            wanted = service.manual_trigger(session, found, branch=branch, sha=sha)
         except store.StoreError as exc:
             raise click.ClickException(str(exc)) from None
         accepted = service.accept(session, ctx.redis, ctx.settings, found, wanted)
@@ -203,12 +212,16 @@ def _find_build(session: Session, full_name: str, number: int):
 @click.argument("number", type=int)
 def cancel(full_name: str, number: int) -> None:
     """Stop build NUMBER of FULL_NAME (queued jobs never start, running ones are killed)."""
+    from ci import store
     from ci.builds import service
 
     ctx = _context()
     with ctx.sessions() as session:
         build = _find_build(session, full_name, number)
-        count = service.cancel(session, ctx.redis, build, "an admin (CLI)")
+        try:
+            count = service.cancel(session, ctx.redis, build, "an admin (CLI)")
+        except store.StoreError as exc:
+            raise click.ClickException(f"nothing was canceled: {exc}") from None
     click.echo(f"asked {count} job(s) of build #{number} to stop")
 
 
@@ -251,15 +264,12 @@ def recorder() -> None:
 @main.command()
 def reporter() -> None:
     """Report commit statuses to the forges (run one or more; each sends one at a time)."""
-    from rq import Queue, SimpleWorker
-
-    from ci.pipeline import keys
+    from ci.forges import statuses
 
     ctx = _context()
     click.echo("reporter: sending commit statuses")
-    queue = Queue(keys.STATUS_QUEUE, connection=ctx.redis)
     # The scheduler puts a report whose forge failed back in the queue after its backoff.
-    SimpleWorker([queue], connection=ctx.redis).work(with_scheduler=True, logging_level="INFO")
+    statuses.reporter(ctx.redis).work(with_scheduler=True, logging_level="INFO")
 
 
 @main.command()

@@ -12,18 +12,30 @@ from ci.forges.types import Ignored, Trigger, WebhookRejected
 #: The ``after`` sha of a push that deleted its ref.
 ZERO_SHA = "0" * 40
 SHA = re.compile(r"[0-9a-fA-F]{40}")
+#: Refs, branches and tags are kept in columns of 255; counted in UTF-8 bytes, the
+#: strictest reading, so that SQLite and PostgreSQL accept the same ones.
+MAX_REF_BYTES = 255
+#: Control characters, which git refuses in a ref, and lone surrogates, which JSON can
+#: carry (``"\ud800"``) but no database can store.
+UNSTORABLE_IN_REF = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+#: Pull and merge request numbers are kept in 32-bit integer columns.
+MAX_NUMBER = 2**31 - 1
 
 
 def json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object.
 
     Raises:
-        WebhookRejected: the body is not JSON, or not an object (400).
+        WebhookRejected: the body is not JSON, nests arrays or objects deeper than the
+            parser's recursion limit (no forge sends such a body), or is not an object (400).
     """
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookRejected(400, f"body is not valid JSON: {exc}", "malformed_json") from None
+    except RecursionError:
+        raise WebhookRejected(400, "body is not valid JSON for Slipway: its arrays or objects "
+                              "are nested too deeply to read", "malformed_json") from None
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "body must be a JSON object", "malformed_json")
     return payload
@@ -86,12 +98,38 @@ def change_request(number: Any, sha: Any, branch: Any, needs: str) -> tuple[int,
     """
     if not isinstance(number, int) or not isinstance(sha, str) or not isinstance(branch, str):
         raise WebhookRejected(400, needs, "missing_field")
-    return number, commit_sha(sha), branch
+    if isinstance(number, bool) or not 0 < number <= MAX_NUMBER:
+        raise WebhookRejected(400, f"the pull or merge request number must be from 1 to "
+                              f"{MAX_NUMBER}", "invalid_number")
+    return number, commit_sha(sha), ref_name(branch, "target branch")
+
+
+def ref_name(value: str, what: str) -> str:
+    """``value``, a ref or branch the payload names, when it can be stored; ``what`` names
+    it in the 400 otherwise.
+
+    Raises:
+        WebhookRejected: ``value`` is over :data:`MAX_REF_BYTES` long or holds a character
+            git refuses in a ref (400).
+    """
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_REF_BYTES:
+        raise WebhookRejected(400, f"{what} is {size} bytes long; Slipway keeps refs of at "
+                              f"most {MAX_REF_BYTES} bytes (UTF-8)", "invalid_ref")
+    if UNSTORABLE_IN_REF.search(value):
+        raise WebhookRejected(400, f"{what} {value!r} holds a control character or a lone "
+                              "surrogate, which git refuses in a ref", "invalid_ref")
+    return value
 
 
 def push_trigger(ref: str, **common: Any) -> Trigger | Ignored:
     """The build a push of ``ref`` asks for: a tag's or a branch's. Every forge names the
-    pushed ref the git way, so only the ``common`` Trigger fields are its own."""
+    pushed ref the git way, so only the ``common`` Trigger fields are its own.
+
+    Raises:
+        WebhookRejected: ``ref`` cannot be stored (400; see :func:`ref_name`).
+    """
+    ref = ref_name(ref, "ref")
     if ref.startswith("refs/tags/"):
         return Trigger(event="tag", ref=ref, tag=ref.removeprefix("refs/tags/"), **common)
     if ref.startswith("refs/heads/"):

@@ -19,11 +19,13 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from redis import Redis
 from redis.exceptions import LockError, RedisError
-from rq import Queue, Retry, get_current_job
+from rq import Queue, Retry, SimpleWorker, get_current_job
+from rq.job import Job as RQJob
 
 from ci import forges, store
 from ci.accounts import crypto, repo_secrets
@@ -82,7 +84,7 @@ def _enqueue(redis: Redis, build: Build, job_id: int | None) -> None:
             log.info("no commit statuses for %s: %s", build.repo.full_name, reason)
         return
     try:
-        Queue(keys.STATUS_QUEUE, connection=redis).enqueue_call(
+        Queue(keys.STATUS_QUEUE, connection=redis, serializer=keys.RQ_SERIALIZER).enqueue_call(
             DELIVER, args=(build.id, job_id), retry=RETRY, result_ttl=3600, failure_ttl=86400,
             description=f"status of {build.repo.full_name} build #{build.number}",
         )
@@ -132,6 +134,32 @@ def validate_api_url(url: str) -> str:
         raise StoreError(f"{url!r} is not an API URL; give the forge's API base, e.g. "
                          "https://gitea.example.com/api/v1")
     return url.rstrip("/")
+
+
+class RefusedReport(RuntimeError):
+    """A job in the status queue names a function the reporter does not run."""
+
+
+class ReportJob(RQJob):
+    """A job of the status queue, whose function must be :func:`deliver`.
+
+    Anyone who can write to Redis can put a job in the queue, naming any function
+    (``os.system``); the reporter fails such a job instead of calling it.
+    """
+
+    @property
+    def func(self) -> Callable[..., Any] | None:
+        if self.func_name != DELIVER:
+            raise RefusedReport(f"{self.func_name!r} is not {DELIVER}, the only function the "
+                                "reporter calls; Slipway never enqueues another")
+        return super().func
+
+
+def reporter(redis: Redis) -> SimpleWorker:
+    """The RQ worker of ``slipway reporter``: reads reports as JSON (never a pickle) and
+    calls :func:`deliver` only."""
+    return SimpleWorker([keys.STATUS_QUEUE], connection=redis, job_class=ReportJob,
+                        serializer=keys.RQ_SERIALIZER)
 
 
 def deliver(build_id: int, job_id: int | None = None) -> list[str]:
@@ -283,7 +311,7 @@ def _duration(item: Build | Job) -> str:
 
 
 def _post(request: StatusRequest) -> int:
-    """Send ``request``; returns the HTTP status, after logging a refusal (4xx).
+    """Send ``request``; returns the HTTP status, after logging a refusal (3xx, 4xx).
 
     Raises:
         ForgeUnavailable: no answer, a 5xx or a 429 — worth trying again.
@@ -294,16 +322,30 @@ def _post(request: StatusRequest) -> int:
                  "User-Agent": "Slipway"},
     )
     try:
-        with urllib.request.urlopen(http, timeout=HTTP_TIMEOUT_SECONDS) as response:
+        with _OPENER.open(http, timeout=HTTP_TIMEOUT_SECONDS) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         detail = _detail(exc)
         if exc.code >= 500 or exc.code == 429:
             raise ForgeUnavailable(f"{request.url} answered {exc.code}: {detail}") from None
+        if exc.code < 400:
+            detail = (f"it redirected to {exc.headers.get('Location')}, where the forge token "
+                      "is not sent; give the repository the API URL it redirects to")
         log.warning("%s refused the status (%s): %s", request.url, exc.code, detail)
         return exc.code
     except OSError as exc:
         raise ForgeUnavailable(f"{request.url} did not answer: {exc}") from None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect: a report carries the forge token in its headers, which urllib
+    would send along to wherever the redirect points, another host included."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl) -> None:
+        return None  # the 3xx then surfaces as an HTTPError
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _detail(exc: urllib.error.HTTPError) -> str:

@@ -15,11 +15,23 @@ STATUS_QUEUE = "slipway-statuses"
 #: imports the runner.
 RUN_JOB = "runners.worker.run_job"
 
+#: How every RQ queue and worker of Slipway keeps a job's call in Redis: as JSON. RQ's
+#: default, pickle, runs code for anyone who can write to Redis. Named, not imported (RQ
+#: resolves the name), so that this module needs no RQ; pass it as ``serializer=``.
+RQ_SERIALIZER = "rq.serializers.JSONSerializer"
+
 #: Stream of runner events (job started, step finished, …) read by the recorder.
 EVENTS_STREAM = "slipway:events"
 
 #: Consumer group of the recorders on :data:`EVENTS_STREAM`.
 RECORDER_GROUP = "recorders"
+
+#: Events the recorder could not apply, each with its error, kept for a person to look at
+#: (``redis-cli XRANGE slipway:events:dead - +``) instead of stopping the recorder.
+EVENTS_DEAD_STREAM = "slipway:events:dead"
+
+#: How many set-aside events :data:`EVENTS_DEAD_STREAM` keeps (about; the oldest go first).
+EVENTS_DEAD_MAXLEN = 10_000
 
 #: How long a finished job's live log stays in Redis after it was archived, so
 #: that clients still following it can finish reading.

@@ -17,6 +17,9 @@ from ci.pipeline.document import BOOL, NULL, Problem, kind, line, listing, quote
 from ci.pipeline.durations import format_duration, parse_duration
 
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Linux starts no program with one ``NAME=value`` string of this many bytes or more
+#: (MAX_ARG_STRLEN counts the terminating NUL): the container would never run.
+MAX_ENV_STRING_BYTES = 128 * 1024
 # A reference to a matrix axis inside an image, e.g. `python:${PYTHON}`.
 VARIABLE_RE = re.compile(r"\$\{([^}]*)\}")
 _SHELL_CHARS = frozenset(";|&$`<>()'\"\\{}")
@@ -60,6 +63,16 @@ def suggest(found: str, valid: tuple[str, ...] | list[str], what: str) -> str:
     if close and (len(close) == 1 or ratios[0] > ratios[1]):
         return f"did you mean `{close[0]}`?"
     return f"valid {what} are {listing(valid)}"
+
+
+def _env_size_problem(name: str, value: str) -> str | None:
+    """Why ``NAME=value`` cannot be in a process's environment, or None when it can."""
+    size = len(f"{name}=".encode()) + len(value.encode("utf-8", "surrogatepass"))
+    if size < MAX_ENV_STRING_BYTES:
+        return None
+    return (f"`{name}=…` is {size} bytes, over Linux's limit of 128 KiB for one variable "
+            f"(MAX_ARG_STRLEN: {MAX_ENV_STRING_BYTES} bytes counting its terminating NUL); "
+            "put larger values in a file")
 
 
 class Linter:
@@ -158,6 +171,8 @@ class Linter:
                         else "quote it to pass it as text")
                 self.report(f"{path}.{name}", value_node, f"must be a string, number or boolean, "
                                                           f"found {kind(value_node)}; {hint}")
+            elif (problem := _env_size_problem(name, value)) is not None:
+                self.report(f"{path}.{name}", value_node, problem)
             else:
                 env[name] = value
         return env

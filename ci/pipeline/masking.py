@@ -3,6 +3,9 @@
 A secret may be printed across two chunks (``"hun"`` then ``"ter2"``), so the end
 of a chunk that could be the start of a secret is held back until the next chunk
 shows whether it is one. Only that much is held: ordinary output passes at once.
+
+A secret of several lines (a private key) is also masked line by line: a program
+may print its lines apart, or with other line endings, and each is still a secret.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ MIN_LENGTH = 4
 
 
 def masked_forms(values: list[str]) -> list[str]:
-    """The strings to hide for ``values``: each value and its base64 encodings."""
+    """The strings to hide for ``values``: each value, its base64 encodings, and each of its
+    lines without surrounding blanks; longest first, so that a whole value is one mask."""
     forms: set[str] = set()
     for value in values:
         if len(value) < MIN_LENGTH:
@@ -24,6 +28,8 @@ def masked_forms(values: list[str]) -> list[str]:
         encoded = base64.b64encode(value.encode()).decode()
         forms.update({encoded, encoded.rstrip("="),
                       base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")})
+        lines = (line.strip() for line in value.splitlines())
+        forms.update(line for line in lines if len(line) >= MIN_LENGTH)
     return sorted(forms, key=len, reverse=True)
 
 
@@ -34,12 +40,18 @@ class Masker:
         self._forms = masked_forms(values)
         self._held = ""
 
+    def mask(self, text: str) -> str:
+        """``text`` with every secret masked: for a whole message, not a stream's chunk."""
+        for form in self._forms:
+            text = text.replace(form, MASK)
+        return text
+
     def feed(self, text: str) -> str:
+        """The part of a stream's next chunk that can be shown now, masked; the end that
+        might begin a secret is held until the next chunk (or :meth:`flush`)."""
         if not self._forms:
             return text
-        data = self._held + text
-        for form in self._forms:
-            data = data.replace(form, MASK)
+        data = self.mask(self._held + text)
         keep = self._partial_suffix(data)
         self._held = data[len(data) - keep:] if keep else ""
         return data[:len(data) - keep] if keep else data

@@ -21,11 +21,15 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import Pool
 
 #: What the rest of Slipway names in type hints: a session, and a factory of sessions.
 Sessions = sessionmaker[Session]
+#: What the database raises when it, not the statement, is at fault: down, unreachable,
+#: locked, out of disk. Worth trying again later; nothing in the data asked caused it.
+Unavailable = OperationalError
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Each SQLite database's writer lock, by the pool of the engine that opened it.
 _WRITER_LOCKS: weakref.WeakKeyDictionary[Pool, WriterLock] = weakref.WeakKeyDictionary()

@@ -9,6 +9,7 @@ The rest of Slipway's SQL is in ``ci.store.queries``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -86,8 +87,10 @@ def create_build(session: Session, repo: Repo, trigger: Trigger,
     build_row = dict(
         repo_id=repo.id, number=None, status=status, event=trigger.event, error=skip_reason,
         ref=trigger.ref, branch=trigger.branch, tag=trigger.tag, pr_number=trigger.pr_number,
-        sha=trigger.sha, message=trigger.message[:10_000], author=trigger.author[:255],
-        compare_url=trigger.compare_url, fork=trigger.fork,
+        sha=trigger.sha, message=_storable(trigger.message[:10_000]),
+        author=_storable(trigger.author[:255]),
+        compare_url=_storable(trigger.compare_url) if trigger.compare_url else None,
+        fork=trigger.fork,
         delivery=_delivery(repo, trigger) if trigger.delivery else None, created_at=now,
         started_at=None, finished_at=None,
     )
@@ -134,6 +137,16 @@ _NEXT_NUMBER = text("UPDATE repos SET last_build_number = last_build_number + 1 
                     "WHERE id = :id RETURNING last_build_number")
 _INSERT_BUILD = _insert(Build.__table__)
 _INSERT_JOB = _insert(Job.__table__)
+
+
+#: What JSON may carry but a database may not store: NUL (PostgreSQL refuses it in text)
+#: and lone surrogates (``"\ud800"``; no UTF-8 encodes them).
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _storable(text: str) -> str:
+    """``text`` with what no database stores replaced by U+FFFD, the same on all of them."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def _delivery(repo: Repo, trigger: Trigger) -> str:

@@ -32,7 +32,10 @@ class Repo(Base):
     forge: Mapped[str] = mapped_column(String(20))
     full_name: Mapped[str] = mapped_column(String(200), unique=True)
     clone_url: Mapped[str] = mapped_column(Text)
+    #: Encrypted (``ci.accounts.webhook_secrets``) when ``webhook_secret_encrypted``; rows
+    #: from before revision 0007 hold it in clear until ``slipway db upgrade`` encrypts them.
     webhook_secret: Mapped[str] = mapped_column(Text)
+    webhook_secret_encrypted: Mapped[bool] = mapped_column(default=False)
     default_branch: Mapped[str] = mapped_column(String(255), default="main")
     #: The token commit statuses are reported with, encrypted (``ci.accounts.crypto``);
     #: None: no reports.

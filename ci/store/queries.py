@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple
 
@@ -31,6 +32,7 @@ __all__ = [
     "StoreError",
     "validate_repo_name",
     "add_repo",
+    "encrypt_clear_webhook_secrets",
     "get_repo",
     "remove_repo",
     "list_repos",
@@ -55,6 +57,7 @@ __all__ = [
     "reset_failed_jobs",
     "superseded_builds",
     "BAD_BRANCH",
+    "MAX_BRANCH_BYTES",
     "validate_branch",
     "update_repo",
     "set_forge_access",
@@ -102,8 +105,12 @@ def validate_repo_name(full_name: str) -> str:
 
 
 def add_repo(session: Session, full_name: str, forge: str, clone_url: str, secret: str,
-             default_branch: str = "main") -> Repo:
-    """Register a repository and commit."""
+             default_branch: str = "main", *, secret_encrypted: bool = False) -> Repo:
+    """Register a repository and commit.
+
+    ``secret`` is stored as given: encrypted by the caller when ``secret_encrypted``
+    (``ci.accounts.webhook_secrets.register`` does that), else in clear.
+    """
     validate_repo_name(full_name)
     if forge not in FORGES:
         raise StoreError(f"forge {forge!r} is not supported; choose one of {', '.join(FORGES)}")
@@ -115,10 +122,22 @@ def add_repo(session: Session, full_name: str, forge: str, clone_url: str, secre
     if get_repo(session, full_name) is not None:
         raise StoreError(f"{full_name} is already registered; remove it first to change it")
     repo = Repo(full_name=full_name, forge=forge, clone_url=clone_url.strip(),
-                webhook_secret=secret, default_branch=default_branch)
+                webhook_secret=secret, webhook_secret_encrypted=secret_encrypted,
+                default_branch=default_branch)
     session.add(repo)
     session.commit()
     return repo
+
+
+def encrypt_clear_webhook_secrets(session: Session, encrypt: Callable[[str], str]) -> int:
+    """Replace every webhook secret still kept in clear with ``encrypt(secret)`` and commit;
+    how many there were. The store has no key: the caller brings the encryption."""
+    clear = session.scalars(select(Repo).where(Repo.webhook_secret_encrypted.is_(False))).all()
+    for repo in clear:
+        repo.webhook_secret = encrypt(repo.webhook_secret)
+        repo.webhook_secret_encrypted = True
+    session.commit()
+    return len(clear)
 
 
 def get_repo(session: Session, full_name: str) -> Repo | None:
@@ -355,11 +374,20 @@ def superseded_builds(session: Session, build: Build) -> list[Build]:
 BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$")
 
 
+#: A branch's ref (``refs/heads/`` and the name) must fit the 255 bytes a build's ref has.
+MAX_BRANCH_BYTES = 255 - len("refs/heads/")
+
+
 def validate_branch(branch: str) -> str:
-    """Refuse names git would refuse, so they never reach ``git`` or the database."""
-    if not branch or len(branch) > 255 or BAD_BRANCH.search(branch):
+    """Refuse names git would refuse, and names whose ref the database could not hold,
+    so they never reach ``git`` or the database."""
+    if not branch or BAD_BRANCH.search(branch):
         raise StoreError(f"{branch!r} is not a branch name git accepts; e.g. main or "
                          "release/1.2")
+    if len(branch.encode("utf-8", "surrogatepass")) > MAX_BRANCH_BYTES:
+        raise StoreError(f"the branch name is {len(branch.encode('utf-8', 'surrogatepass'))} "
+                         f"bytes long; Slipway builds branches of at most {MAX_BRANCH_BYTES} "
+                         "bytes (UTF-8)")
     return branch
 
 

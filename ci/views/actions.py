@@ -74,7 +74,8 @@ def trigger(owner: str, name: str) -> Response:
     if isinstance(repo, Response):
         return repo
     try:
-        wanted = service.manual_trigger(repo, branch=request.form.get("branch") or None)
+        wanted = service.manual_trigger(write_session(), repo,
+                                        branch=request.form.get("branch") or None)
     except store.StoreError as exc:
         flash(f"Nothing was built: {exc}.")
         return redirect(_page_of(repo))
@@ -97,8 +98,7 @@ def _cancel(owner: str, name: str, number: int, job_number: int | None) -> Respo
     def act(repo: Repo, build: Build) -> Done:
         job = job_of_or_404(repo, build, job_number) if job_number is not None else None
         count = service.cancel(write_session(), redis(), build, current_user().name, only=job)
-        return Done(f"Asked {count} job(s) to stop." if count
-                    else "Nothing to cancel: it has finished.", number)
+        return Done(f"Asked {count} job(s) to stop.", number)
 
     return _on_build(owner, name, number, act, "Nothing was canceled")
 

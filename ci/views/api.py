@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, abort, request, url_for
 
 from ci import store
-from ci.accounts import access, repo_secrets
+from ci.accounts import access, repo_secrets, webhook_secrets
 from ci.store.models import Repo
 from ci.views.auth import current_user, require_admin, unauthorized
 from ci.views.badges import shown_state
@@ -36,7 +36,10 @@ def page_args() -> tuple[int, int]:
 
 def json_object(fields: dict[str, type], required: tuple[str, ...] = ()) -> dict[str, Any]:
     """The request's JSON object, holding only ``fields`` of their types and all ``required``."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested too deeply for the parser: not an object we can use
+        body = None
     if not isinstance(body, dict):
         abort(400, description="send a JSON object with Content-Type: application/json; "
                                f"fields: {', '.join(fields)}")
@@ -94,9 +97,9 @@ def add_repo():
         abort(409, description=f"{body['full_name']} is already registered")
     try:
         store.validate_branch(body.get("default_branch", "main"))
-        repo = store.add_repo(db_session, body["full_name"], body.get("forge", "github"),
-                              body["clone_url"], body["secret"],
-                              body.get("default_branch", "main"))
+        repo = webhook_secrets.register(db_session, settings(), body["full_name"],
+                                        body.get("forge", "github"), body["clone_url"],
+                                        body["secret"], body.get("default_branch", "main"))
         if body.get("private"):
             store.update_repo(db_session, repo, private=True)
     except store.StoreError as exc:
@@ -115,6 +118,10 @@ def get_repo(owner: str, name: str):
 def update_repo(owner: str, name: str):
     repo = writable_repo(owner, name)
     body = json_object({"default_branch": str, "clone_url": str, "private": bool})
+    if "clone_url" in body:
+        # What runners clone and the web host asks with `git ls-remote`: a local path or
+        # an internal address there is an admin's call, like registering the repository.
+        require_admin("change a repository's clone URL")
     try:
         store.update_repo(write_session(), repo, **body)
     except store.StoreError as exc:

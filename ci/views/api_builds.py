@@ -68,7 +68,8 @@ def trigger(owner: str, name: str):
     repo = writable_repo(owner, name)
     body = json_object({"branch": str, "sha": str})
     try:
-        wanted = service.manual_trigger(repo, branch=body.get("branch"), sha=body.get("sha"))
+        wanted = service.manual_trigger(write_session(), repo, branch=body.get("branch"),
+                                        sha=body.get("sha"))
     except store.StoreError as exc:
         abort(400, description=str(exc))
     accepted = service.accept(write_session(), redis(), settings(), repo, wanted)

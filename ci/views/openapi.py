@@ -182,7 +182,7 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/repos/{owner}/{name}": {
         "get": _op("A repository", {200: _json(_ref("Repo"), "the repository")}, params=REPO),
-        "patch": _op("Change a repository's settings (write permission)",
+        "patch": _op("Change a repository's settings (write permission; clone_url: admins)",
                      {200: _json(_ref("Repo"), "the changed repository")},
                      errors=ACTION, params=REPO, body=_ref("RepoChanges")),
         "delete": _op("Remove a repository with all its builds (admins)",
@@ -221,7 +221,8 @@ PATHS: dict[str, dict[str, Any]] = {
         params=BUILD)},
     "/api/repos/{owner}/{name}/builds/{number}/cancel": {"post": _op(
         "Stop a build's unfinished jobs (write permission)",
-        {202: _json(_ref("Canceled"), "asked to stop")}, errors=(403, 404, 503), params=BUILD)},
+        {202: _json(_ref("Canceled"), "asked to stop")}, errors=(403, 404, 409, 503),
+        params=BUILD)},
     "/api/repos/{owner}/{name}/builds/{number}/restart": {"post": _op(
         "Run a finished build again as a new build (write permission)",
         {201: _json(_ref("Build"), "the new build")}, errors=(403, 404, 409), params=BUILD)},
@@ -232,7 +233,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "A job with its steps", {200: _json(_ref("Job"), "the job")}, params=JOB)},
     "/api/repos/{owner}/{name}/builds/{number}/jobs/{job_number}/cancel": {"post": _op(
         "Stop one job (write permission)", {202: _json(_ref("Canceled"), "asked to stop")},
-        errors=(403, 404, 503), params=JOB)},
+        errors=(403, 404, 409, 503), params=JOB)},
     "/api/repos/{owner}/{name}/builds/{number}/jobs/{job_number}/log": {"get": _op(
         "A job's log as text, from a byte offset (for tailing)",
         {200: {"description": "the log from offset on", "headers": _LOG_HEADERS,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -42,6 +43,16 @@ def trigger_label(build: Build) -> str:
     if build.tag:
         return f"tag {build.tag}"
     return build.branch or build.ref
+
+
+#: An absolute http(s) URL with nothing a browser would strip or reinterpret before it.
+_WEB_URL = re.compile(r"https?://[^\x00-\x20\x7f]+", re.IGNORECASE)
+
+
+def web_url(url: str | None) -> str | None:
+    """``url`` when it may be a link: a forge-supplied URL (a webhook's compare or pull
+    request URL) could be ``javascript:`` or ``data:``, which would run in this page."""
+    return url if isinstance(url, str) and _WEB_URL.fullmatch(url) else None
 
 
 def repo_json(repo: Repo, latest: Build | None, base_url: str) -> dict[str, Any]:
