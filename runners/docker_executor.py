@@ -58,6 +58,8 @@ class DockerExecutor:
         self._environment: JobEnvironment | None = None
         self._say: Callable[[str], None] = log.info
         self._network: str | None = None
+        self._making_network: threading.Thread | None = None
+        self._network_error: ExecutorError | None = None
         self._labels: dict[str, str] = {}
         self._steps: dict[str, Container] = {}  # image -> container running steps
         self._services: dict[str, Container] = {}
@@ -75,34 +77,56 @@ class DockerExecutor:
                 raise ExecutorError(f"the Docker engine is not reachable: {exc}") from None
         return self._client
 
+    def begin(self, name: str, labels: dict[str, str], internet: bool) -> None:
+        self._labels = {**labels, LABEL_RUNNER: RunnerProcess.current().label()}
+        try:
+            client = self.client  # made here, not by two threads at once
+        except ExecutorError as exc:
+            self._network_error = exc
+            return
+        self._making_network = threading.Thread(target=self._create_network,
+                                                args=(client, name, internet),
+                                                name="job-network", daemon=True)
+        self._making_network.start()
+
     def setup(self, environment: JobEnvironment, say: Callable[[str], None]) -> None:
         self._environment, self._say = environment, say
-        self._labels = {**environment.labels, LABEL_RUNNER: RunnerProcess.current().label()}
+        if self._making_network is None and self._network_error is None:
+            self.begin(environment.name, environment.labels, environment.internet)
         for image in [environment.image] + [service.image for service in environment.services]:
             self._ensure_image(image)
-        self._create_network(environment)
+        self._network_made()
         for service in environment.services:
             self._start_service(service)
         self._step_container(environment.image)
         for service in environment.services:
             self._wait_ready(service)
 
-    def _create_network(self, environment: JobEnvironment) -> None:
+    def _create_network(self, client: docker.DockerClient, name: str, internet: bool) -> None:
         """A bridge of the job's own, where its services answer to their names, named so
         that the host's firewall rules (checked first) keep it from other jobs and the host;
-        ``internal`` (no route out) unless the job may reach the internet."""
+        ``internal`` (no route out) unless the job may reach the internet. Runs in a thread
+        of its own (:meth:`begin`): a failure is kept for :meth:`_network_made`."""
         try:
             with job_network.rules_in_force():
-                self.client.networks.create(
-                    environment.name, driver="bridge", internal=not environment.internet,
-                    labels=self._labels,
+                client.networks.create(
+                    name, driver="bridge", internal=not internet, labels=self._labels,
                     options={"com.docker.network.bridge.name": job_network.bridge_name()})
         except job_network.JobNetworkError as exc:
-            raise ExecutorError(f"the job's network cannot be firewalled: {exc}") from None
-        except APIError as exc:
-            raise ExecutorError(f"could not create the job's network: "
-                                f"{exc.explanation or exc}") from None
-        self._network = environment.name
+            self._network_error = ExecutorError(
+                f"the job's network cannot be firewalled: {exc}")
+        except (APIError, DockerException) as exc:
+            self._network_error = ExecutorError(
+                f"could not create the job's network: {getattr(exc, 'explanation', None) or exc}")
+        else:
+            self._network = name
+
+    def _network_made(self) -> None:
+        """Wait for the job's network; raises :class:`ExecutorError` if it could not be made."""
+        if self._making_network is not None:
+            self._making_network.join()
+        if self._network_error is not None:
+            raise self._network_error
 
     def _run(self, image: str, name: str, env: dict[str, str], command: list[str] | None,
              aliases: list[str], mounts: bool) -> Container:
@@ -297,6 +321,8 @@ class DockerExecutor:
                 pass
             except APIError as exc:
                 log.warning("could not remove container %s: %s", container.name, exc)
+        if self._making_network is not None:
+            self._making_network.join()  # a network still being made is removed too
         if self._network is not None:
             _remove_network(self.client, self._network)
             self._network = None

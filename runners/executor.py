@@ -55,6 +55,10 @@ class JobEnvironment:
 
 
 class Executor(Protocol):
+    def begin(self, name: str, labels: dict[str, str], internet: bool) -> None:
+        """Start, in the background, what needs no pipeline (Docker: the job's network),
+        so it is ready by :meth:`setup`, which gets the same name and labels."""
+
     def setup(self, environment: JobEnvironment, say: Callable[[str], None]) -> None:
         """Prepare the job's container; raises :class:`ExecutorError` with a sentence."""
 

@@ -91,6 +91,11 @@ def run_job(payload: dict[str, Any]) -> str:
                   withheld or spec.secrets_withheld).run()
 
 
+def _resource_name(spec: JobSpec) -> str:
+    """A name for the job's containers and network, unique even for a retried attempt."""
+    return f"slipway-job-{spec.job_id}-{spec.attempt}-{secrets.token_hex(3)}"
+
+
 class JobRun:
     """The state of one job while it runs on this runner."""
 
@@ -108,6 +113,10 @@ class JobRun:
         self.secrets = secrets or {}
         self.secrets_withheld = secrets_withheld
         self.workspace = settings.work_dir / "workspaces" / f"{spec.job_id}-{spec.attempt}"
+        #: What the job's containers and network are called and labelled, for the sweeps.
+        self.resource_name = _resource_name(spec)
+        self.labels = {LABEL: str(spec.job_id), LABEL_ATTEMPT: str(spec.attempt),
+                       LABEL_INSTANCE: settings.instance, "slipway.repo": spec.repo}
         self.taken = time.monotonic()
         self._timer: threading.Timer | None = None
 
@@ -123,6 +132,9 @@ class JobRun:
         self.publisher.watch_cancel(self._on_cancel)
         try:
             self.publisher.event(EventType.JOB_STARTED, runner=self.settings.name)
+            # Docker takes about 0.1 s to make the job's network: meanwhile, check out.
+            self.executor.begin(self.resource_name, self.labels,
+                                internet=self.settings.job_network == "internet")
             mirror = self._checkout(timeout)
             pipeline = self._read_pipeline()
             cell = self._plan(pipeline) if self.spec.plan else self.spec.cell
@@ -230,11 +242,8 @@ class JobRun:
             env.setdefault("PIP_CERT", CA_BUNDLE_INSIDE)
             env.setdefault("SSL_CERT_FILE", CA_BUNDLE_INSIDE)
         environment = JobEnvironment(
-            name=f"slipway-job-{self.spec.job_id}-{self.spec.attempt}-{secrets.token_hex(3)}",
-            image=image, env=env, workspace=self.workspace, read_only_mounts=mounts,
-            labels={LABEL: str(self.spec.job_id), LABEL_ATTEMPT: str(self.spec.attempt),
-                    LABEL_INSTANCE: self.settings.instance, "slipway.repo": self.spec.repo},
-            limits=self.spec.limits, lifetime_seconds=timeout + 60, services=pipeline.services,
+            name=self.resource_name, image=image, env=env, workspace=self.workspace,
+            read_only_mounts=mounts, labels=self.labels, limits=self.spec.limits, lifetime_seconds=timeout + 60, services=pipeline.services,
             internet=self.settings.job_network == "internet",
         )
         try:
