@@ -42,6 +42,11 @@ class RunnerSettings:
     job_network: str = "internet"
 
     @property
+    def internet(self) -> bool:
+        """Whether a job's network has a route out."""
+        return self.job_network == "internet"
+
+    @property
     def instance(self) -> str:
         """Names the installation this runner serves: runners sharing a Redis share it."""
         return hashlib.sha256(self.redis_url.encode()).hexdigest()[:12]

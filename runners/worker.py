@@ -133,8 +133,7 @@ class JobRun:
         try:
             self.publisher.event(EventType.JOB_STARTED, runner=self.settings.name)
             # Docker takes about 0.1 s to make the job's network: meanwhile, check out.
-            self.executor.begin(self.resource_name, self.labels,
-                                internet=self.settings.job_network == "internet")
+            self.executor.begin(self.resource_name, self.labels, self.settings.internet)
             mirror = self._checkout(timeout)
             pipeline = self._read_pipeline()
             cell = self._plan(pipeline) if self.spec.plan else self.spec.cell
@@ -243,8 +242,9 @@ class JobRun:
             env.setdefault("SSL_CERT_FILE", CA_BUNDLE_INSIDE)
         environment = JobEnvironment(
             name=self.resource_name, image=image, env=env, workspace=self.workspace,
-            read_only_mounts=mounts, labels=self.labels, limits=self.spec.limits, lifetime_seconds=timeout + 60, services=pipeline.services,
-            internet=self.settings.job_network == "internet",
+            read_only_mounts=mounts, labels=self.labels, limits=self.spec.limits,
+            lifetime_seconds=timeout + 60, services=pipeline.services,
+            internet=self.settings.internet,
         )
         try:
             self.executor.setup(environment, self.publisher.info)

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ci import forges
+from ci.forges.payload import MAX_REF_BYTES
 from ci.pipeline.events import BRANCH_EVENTS
 from ci.pipeline.matrix import cell_name
 from ci.pipeline.status import Status, worst
@@ -374,8 +375,8 @@ def superseded_builds(session: Session, build: Build) -> list[Build]:
 BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|[/.]$|\.lock$")
 
 
-#: A branch's ref (``refs/heads/`` and the name) must fit the 255 bytes a build's ref has.
-MAX_BRANCH_BYTES = 255 - len("refs/heads/")
+#: A branch's ref (``refs/heads/`` and the name) must fit the bytes a build's ref has.
+MAX_BRANCH_BYTES = MAX_REF_BYTES - len("refs/heads/")
 
 
 def validate_branch(branch: str) -> str:
@@ -384,10 +385,10 @@ def validate_branch(branch: str) -> str:
     if not branch or BAD_BRANCH.search(branch):
         raise StoreError(f"{branch!r} is not a branch name git accepts; e.g. main or "
                          "release/1.2")
-    if len(branch.encode("utf-8", "surrogatepass")) > MAX_BRANCH_BYTES:
-        raise StoreError(f"the branch name is {len(branch.encode('utf-8', 'surrogatepass'))} "
-                         f"bytes long; Slipway builds branches of at most {MAX_BRANCH_BYTES} "
-                         "bytes (UTF-8)")
+    size = len(branch.encode("utf-8", "surrogatepass"))
+    if size > MAX_BRANCH_BYTES:
+        raise StoreError(f"the branch name is {size} bytes long; Slipway builds branches of "
+                         f"at most {MAX_BRANCH_BYTES} bytes (UTF-8)")
     return branch
 
 
