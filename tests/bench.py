@@ -354,7 +354,7 @@ class Stack:
         """The job containers of this stack's runners (and of no other installation)."""
         instance = RunnerSettings(self.redis_url, self.data_dir, None, "").instance
         labels = {"label": [LABEL, f"{LABEL_INSTANCE}={instance}"]}
-        return self.docker.containers.list(all=True, filters=labels)
+        return self.docker.containers.list(all=True, filters=labels, ignore_removed=True)
 
     def wait_quiet(self) -> None:
         """Wait until the runners removed their job containers.

@@ -57,6 +57,16 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+def job_containers(client, job_id: int, *, stopped: bool = True) -> list:
+    """The containers labelled with a job, skipping any removed while being listed.
+
+    The runner removes a job's containers while tests watch them go; listing inspects each one,
+    so a container removed in between must count as gone rather than fail the listing.
+    """
+    return client.containers.list(all=stopped, filters={"label": f"slipway.job={job_id}"},
+                                  ignore_removed=True)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -5,7 +5,7 @@ from sqlalchemy import select
 
 from ci.logs import storage
 from ci.store.models import Build
-from tests.conftest import IMAGE, post_hook, push_payload
+from tests.conftest import IMAGE, job_containers, post_hook, push_payload
 
 pytestmark = pytest.mark.docker
 
@@ -92,7 +92,7 @@ def test_timeout_errors_the_job_and_removes_the_container(
     assert job.error == "timed out after 2s"
     assert job.steps[0].status == "errored"
     assert "started" in job_log(resources, build)
-    assert docker_client.containers.list(all=True, filters={"label": f"slipway.job={job.id}"}) == []
+    assert job_containers(docker_client, job.id) == []
 
 
 def test_invalid_config_errors_with_the_message(

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from ci.pipeline import keys
 from ci.store.models import Build
-from tests.conftest import (GITHUB, IMAGE, SLIPWAY, add_user, post_hook, push_payload,
-                            token_headers, wait_for)
+from tests.conftest import (GITHUB, IMAGE, SLIPWAY, add_user, job_containers, post_hook,
+                            push_payload, token_headers, wait_for)
 
 
 @pytest.fixture
@@ -68,14 +68,13 @@ def test_cancel_stops_a_running_container_within_5_seconds(
     env = {**os.environ, "SLIPWAY_RUNNER_DIR": str(tmp_path / "runner")}
     worker = subprocess.Popen([SLIPWAY, "worker", "--burst"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    label = {"label": f"slipway.job={job_id}"}
     wait_for(lambda: any(b"started" in fields.get(b"d", b"")
                          for _id, fields in redis_client.xrange(keys.log_stream(job_id))))
-    assert docker_client.containers.list(filters=label)
+    assert job_containers(docker_client, job_id, stopped=False)
 
     asked = time.monotonic()
     assert api("1/cancel").status_code == 202
-    wait_for(lambda: not docker_client.containers.list(all=True, filters=label), timeout=5)
+    wait_for(lambda: not job_containers(docker_client, job_id), timeout=5)
     stopped_in = time.monotonic() - asked
     assert worker.wait(timeout=30) == 0
     run_queue()  # records the runner's events

@@ -11,7 +11,7 @@ from ci.logs import storage
 from ci.pipeline.logformat import to_text
 from ci.pipeline.spec import Limits
 from ci.store.models import Build
-from tests.conftest import IMAGE, post_hook, push_payload
+from tests.conftest import IMAGE, job_containers, post_hook, push_payload
 
 pytestmark = pytest.mark.docker
 
@@ -63,7 +63,7 @@ def test_a_fork_bomb_hits_the_pids_limit_and_fails_cleanly(
     refused_after = int(text.split("fork refused after ")[1].split()[0])
     assert refused_after < 64
     job_id = build.jobs[0].id
-    assert docker_client.containers.list(all=True, filters={"label": f"slipway.job={job_id}"}) == []
+    assert job_containers(docker_client, job_id) == []
 
 
 def test_a_memory_hog_is_oom_killed_and_reported(

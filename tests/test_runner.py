@@ -13,7 +13,7 @@ from ci.builds.recorder import Recorder
 from ci.pipeline import keys
 from ci.pipeline.spec import Limits
 from ci.store.models import Build, Job
-from tests.conftest import IMAGE, SLIPWAY, post_hook, push_payload, wait_for
+from tests.conftest import IMAGE, SLIPWAY, job_containers, post_hook, push_payload, wait_for
 
 
 def test_runner_imports_only_the_pure_core():
@@ -72,8 +72,7 @@ def test_a_killed_runner_is_noticed_and_its_container_swept(
     try:
         wait_for(lambda: any(b"started" in fields.get(b"d", b"")
                              for _id, fields in redis_client.xrange(keys.log_stream(job.id))))
-        label = {"label": f"slipway.job={job.id}"}
-        assert len(docker_client.containers.list(filters=label)) == 1
+        assert len(job_containers(docker_client, job.id, stopped=False)) == 1
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
@@ -94,10 +93,10 @@ def test_a_killed_runner_is_noticed_and_its_container_swept(
     assert job.log_archived
 
     # The next runner to start removes the container the dead one left running.
-    assert docker_client.containers.list(all=True, filters=label)
+    assert job_containers(docker_client, job.id)
     subprocess.run([SLIPWAY, "worker", "--burst"], env=env, check=True, capture_output=True,
                    timeout=60)
-    assert docker_client.containers.list(all=True, filters=label) == []
+    assert job_containers(docker_client, job.id) == []
 
 
 @pytest.mark.docker

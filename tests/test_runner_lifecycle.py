@@ -112,7 +112,7 @@ def runners(tmp_path, app, docker_client, instance):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
     label = {"label": f"slipway.instance={instance}"}
-    for container in docker_client.containers.list(all=True, filters=label):
+    for container in docker_client.containers.list(all=True, filters=label, ignore_removed=True):
         with contextlib.suppress(APIError):  # a killed runner may have been removing it
             container.remove(force=True)
     for network in docker_client.networks.list(filters=label):
@@ -135,7 +135,8 @@ def leftovers(docker_client, tmp_path: Path, job: Job, instance: str) -> dict[st
     """The job's containers, networks and workspace folders that still exist."""
     label = {"label": [f"slipway.job={job.id}", f"slipway.instance={instance}"]}
     return {
-        "containers": [c.name for c in docker_client.containers.list(all=True, filters=label)],
+        "containers": [c.name for c in docker_client.containers.list(
+            all=True, filters=label, ignore_removed=True)],
         "networks": [n.name for n in docker_client.networks.list(filters=label)],
         "workspaces": [p.name for p in (tmp_path / "runner" / "workspaces").glob(f"{job.id}-*")],
     }
