@@ -8,7 +8,7 @@ SLIPWAY := $(VENV)/bin/slipway
 # Touched after each install, so pip runs again only when pyproject.toml changes.
 INSTALLED := $(VENV)/.slipway-installed
 
-.PHONY: run test bench venv
+.PHONY: run test bench venv postgresql
 
 # The EXIT trap stops the Redis server and Docker engine that bootstrap started,
 # on Ctrl-C as on any failure; honcho's --port keeps its default (5000) out of PORT.
@@ -22,9 +22,22 @@ run: venv
 	echo "Slipway runs at $$SLIPWAY_BASE_URL (Ctrl-C stops it)" && \
 	$(VENV)/bin/honcho start -f Procfile --port "$${PORT:-8000}"
 
-test: venv
+test: venv postgresql
 	$(SLIPWAY) bootstrap
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Tests that touch SQL run on SQLite and on a PostgreSQL server the test session starts
+# itself (initdb + pg_ctl, tests/databases.py), unless SLIPWAY_TEST_DATABASE_URL names one.
+postgresql:
+	@if [ -z "$$SLIPWAY_TEST_DATABASE_URL" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	    && ! command -v initdb >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y postgresql || { apt-get update && apt-get install -y postgresql; } || exit 1; \
+	  else \
+	    echo "The tests need PostgreSQL's initdb and pg_ctl: install postgresql (as root: apt-get install postgresql), or set SLIPWAY_TEST_DATABASE_URL to a server's administrator URL." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 bench: venv
 	$(SLIPWAY) bootstrap

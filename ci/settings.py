@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from ci.pipeline.config import parse_duration
 from ci.pipeline.spec import DEFAULT_IMAGE, DEFAULT_LOG_LIMIT_BYTES, DEFAULT_TIMEOUT_SECONDS, Limits
+from ci.redis_client import check_url
 
 MIB = 1024 * 1024
 
@@ -54,6 +55,22 @@ class Settings:
 
 #: Every default, written once: in the fields above.
 _DEFAULTS = Settings(data_dir=Path("var"), database_url="", redis_url="", base_url="")
+
+
+#: The file in the data folder holding the password of the Redis ``slipway bootstrap`` starts.
+REDIS_PASSWORD_FILE = "redis_password"
+
+#: Where the Redis ``slipway bootstrap`` starts listens.
+LOCAL_REDIS = "127.0.0.1:6379/0"
+
+
+def default_redis_url(data_dir: Path) -> str:
+    """The Redis URL of a process given no ``SLIPWAY_REDIS_URL``: the local Redis, with the
+    password ``slipway bootstrap`` generated into the data folder once it has."""
+    path = data_dir / REDIS_PASSWORD_FILE
+    if not path.exists():
+        return f"redis://{LOCAL_REDIS}"
+    return f"redis://:{_written(path)}@{LOCAL_REDIS}"
 
 
 #: How long a process waits for another one, starting at the same moment, to write the
@@ -100,6 +117,17 @@ def _written(path: Path) -> str:
                                 "now, remove it and the next start makes a new one")
         time.sleep(0.01)
     return secret
+
+
+def _redis_url(env: Mapping[str, str], data_dir: Path) -> str:
+    url = env.get("SLIPWAY_REDIS_URL")
+    if not url:
+        return default_redis_url(data_dir)
+    try:
+        check_url(url)
+    except ValueError as exc:
+        raise SettingsError(f"SLIPWAY_REDIS_URL={exc}") from None
+    return url
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -164,7 +192,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     settings = Settings(
         data_dir=data_dir,
         database_url=env.get("SLIPWAY_DATABASE_URL") or f"sqlite:///{data_dir / 'slipway.db'}",
-        redis_url=env.get("SLIPWAY_REDIS_URL") or "redis://127.0.0.1:6379/0",
+        redis_url=_redis_url(env, data_dir),
         base_url=(env.get("SLIPWAY_BASE_URL") or f"http://localhost:{port}").rstrip("/"),
         port=port,
         secret_key=env.get("SLIPWAY_SECRET_KEY", ""),

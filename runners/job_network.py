@@ -24,6 +24,15 @@ fails at once ("No route to host") instead of hanging. The rules are the same fo
 every runner on a host; each runner checks them before it makes a job's network and
 restores them if they are missing (:func:`rules_in_force`), and the last runner to
 stop removes them (:func:`remove_rules`).
+
+The rules belong in the Docker engine's network namespace, where the job bridges
+are. A runner in a namespace of its own that reaches the engine through its socket
+(a runner in a container with the socket mounted, or one of several runner "hosts"
+sharing one engine) names the engine's namespace in ``SLIPWAY_ENGINE_NETNS`` (e.g.
+``/proc/1/ns/net``): every ``iptables`` command then runs there through ``nsenter``,
+and the subnets, bridges and interfaces the rules depend on are read there too, so
+every runner of the engine computes the same rules and none removes them while
+another's job bridge exists.
 """
 
 from __future__ import annotations
@@ -36,9 +45,9 @@ import re
 import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 BRIDGE_PREFIX = "slipway"
 FORWARD_CHAIN = "SLIPWAY-JOBS"
@@ -52,6 +61,8 @@ RESOLV_CONFS = (Path("/etc/resolv.conf"), Path("/run/systemd/resolve/resolv.conf
 #: Held while rules are checked and a job network made, or rules removed, so that a
 #: runner stopping never removes the rules under a job another runner is starting.
 LOCK_FILE = Path("/run/slipway-job-network.lock")
+#: The network namespace of the Docker engine, when the runner is not in it.
+ENGINE_NETNS = "SLIPWAY_ENGINE_NETNS"
 _SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 _IPTABLES_SECONDS = 30
 
@@ -97,7 +108,21 @@ def _why_not() -> str | None:
         return "the runner is not root, and only root may change the firewall (iptables)"
     if _program("iptables") is None or _program("iptables-restore") is None:
         return "iptables is not installed (Debian: apt-get install iptables)"
+    netns = engine_netns()
+    if netns is not None:
+        if _program("nsenter") is None or _program("ip") is None:
+            return (f"{ENGINE_NETNS} needs nsenter and ip (Debian: apt-get install "
+                    "util-linux iproute2)")
+        if not Path(netns).exists():
+            return (f"{ENGINE_NETNS}={netns} does not exist: give the Docker engine's network "
+                    "namespace, e.g. /proc/1/ns/net or /proc/$(pidof dockerd)/ns/net")
     return None
+
+
+def engine_netns() -> str | None:
+    """The Docker engine's network namespace (``SLIPWAY_ENGINE_NETNS``), or None when it is
+    the runner's own."""
+    return os.environ.get(ENGINE_NETNS) or None
 
 
 @contextmanager
@@ -127,7 +152,7 @@ def remove_rules() -> bool:
     if _why_not():
         return False
     with _host_lock():
-        if any(name.startswith(BRIDGE_PREFIX) for name in os.listdir("/sys/class/net")):
+        if any(name.startswith(BRIDGE_PREFIX) for name in interfaces()):
             return False
         for chain, jump in _jumps():
             while _iptables("-D", chain, *jump.split(), check=False) == 0:
@@ -179,18 +204,54 @@ def nameservers() -> list[str]:
 
 
 def attached_subnets() -> list[str]:
-    """The IPv4 subnets on the host's own links, bridges (Docker's, the jobs') aside."""
+    """The IPv4 subnets on the engine host's own links, bridges (Docker's, the jobs') aside."""
     subnets = []
-    for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+    skipped = bridges()
+    for line in _engine_file("/proc/net/route").splitlines()[1:]:
         iface, destination, gateway, _flags, *_, mask = line.split()[:8]
         if gateway != "00000000" or destination == "00000000":
             continue
-        if Path("/sys/class/net", iface, "bridge").exists():
+        if iface in skipped:
             continue
         network = ipaddress.IPv4Network(
             (_little_endian(destination), _little_endian(mask)), strict=False)
         subnets.append(str(network))
     return subnets
+
+
+def interfaces() -> list[str]:
+    """The names of the network interfaces in the Docker engine's namespace."""
+    lines = _engine_file("/proc/net/dev").splitlines()[2:]
+    return [line.split(":", 1)[0].strip() for line in lines if ":" in line]
+
+
+def bridges() -> set[str]:
+    """The bridges in the Docker engine's namespace.
+
+    ``/sys/class/net`` shows the namespace that mounted ``/sys``, not the caller's, so in
+    the engine's namespace ``ip`` lists them instead.
+    """
+    if engine_netns() is None:
+        return {path.name for path in Path("/sys/class/net").iterdir()
+                if (path / "bridge").exists()}
+    out = _run(_in_engine([_program("ip"), "-o", "link", "show", "type", "bridge"]))
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+def _engine_file(path: str) -> str:
+    """A file of ``/proc/net`` as the Docker engine's namespace shows it (``/proc/net`` is
+    the reading process's namespace, so ``cat`` reads it from inside)."""
+    if engine_netns() is None:
+        return Path(path).read_text()
+    return _run(_in_engine(["cat", path]))
+
+
+def _in_engine(command: list[str]) -> list[str]:
+    """``command`` as run in the Docker engine's network namespace."""
+    netns = engine_netns()
+    if netns is None:
+        return command
+    return [_program("nsenter"), f"--net={netns}", "--", *command]
 
 
 def _little_endian(hex_address: str) -> str:
@@ -207,19 +268,23 @@ def _jumps() -> list[tuple[str, str]]:
 def _ensure() -> None:
     """Install the rules unless the host has them already (one ``iptables -S`` when it has)."""
     wanted = rules()
-    current = _run([_program("iptables"), "-w", "-S"]).splitlines()
+    current = _run(_in_engine([_program("iptables"), "-w", "-S"])).splitlines()
     marker = re.search(r"slipway:[0-9a-f]+", wanted[FORWARD_CHAIN][0]).group()
     if any(marker in line for line in current) and all(
             f"-A {chain} {jump}" in current for chain, jump in _jumps()):
         return
     if "-N DOCKER-USER" not in current:
-        raise JobNetworkError("the DOCKER-USER chain is missing: start the Docker engine "
-                              "(with its iptables rules, the default) before the runner")
+        where = f"in {engine_netns()}" if engine_netns() else "in the runner's network namespace"
+        raise JobNetworkError(
+            f"the DOCKER-USER chain is missing {where}: start the Docker engine (with its "
+            f"iptables rules, the default) before the runner; a runner outside the engine's "
+            f"network namespace (in a container, or in a namespace of its own) must name it "
+            f"in {ENGINE_NETNS}, e.g. /proc/1/ns/net")
     # Declaring a chain in iptables-restore (even with --noflush) replaces its rules at once.
     table = ["*filter", *[f":{chain} - [0:0]" for chain in wanted]]
     table += [f"-A {chain} {rule}" for chain, chain_rules in wanted.items()
               for rule in chain_rules]
-    _run([_program("iptables-restore"), "-w", "--noflush"],
+    _run(_in_engine([_program("iptables-restore"), "-w", "--noflush"]),
          stdin="\n".join([*table, "COMMIT", ""]))
     for chain, jump in _jumps():
         if _iptables("-C", chain, *jump.split(), check=False) != 0:
@@ -245,8 +310,8 @@ def _program(name: str) -> str | None:
 
 def _iptables(*args: str, check: bool = True) -> int:
     """Run ``iptables -w ARGS``; returns its exit code (raises on failure when ``check``)."""
-    command = [_program("iptables"), "-w", *args]
-    result = subprocess.run(command, capture_output=True, text=True,
+    command = _in_engine([_program("iptables"), "-w", *args])
+    result = subprocess.run(command, capture_output=True, text=True, check=False,
                             timeout=_IPTABLES_SECONDS)
     if check and result.returncode != 0:
         raise JobNetworkError(f"`{' '.join(command)}` failed: {result.stderr.strip()}")
@@ -256,7 +321,7 @@ def _iptables(*args: str, check: bool = True) -> int:
 def _run(command: list[str], stdin: str | None = None) -> str:
     """The output of ``command``; raises :class:`JobNetworkError` quoting it when it fails."""
     result = subprocess.run(command, input=stdin, capture_output=True, text=True,
-                            timeout=_IPTABLES_SECONDS)
+                            check=False, timeout=_IPTABLES_SECONDS)
     if result.returncode != 0:
         raise JobNetworkError(f"`{' '.join(command)}` failed: {result.stderr.strip()}")
     return result.stdout

@@ -49,9 +49,11 @@ class Publisher:
         self._cut = False
         self._masker = Masker(list(secret_values))
         self._outbox: deque[tuple[str, dict[str, str], int | None]] = deque()
-        self._outbox_lock = threading.Condition()
+        # Re-entrant (a Condition's default lock): events are numbered and sent under it.
+        self._outbox_lock = threading.Condition(threading.RLock())
         self._retrying = False
         self._lost = 0
+        self._events = 0
 
     def claim(self) -> str | None:
         """Take the job's lease; returns why not when this attempt must not run."""
@@ -131,9 +133,16 @@ class Publisher:
         self._stop.set()
 
     def event(self, kind: EventType, **data) -> None:
+        with self._outbox_lock:
+            self._send(self._event_entry(kind, data))
+
+    def _event_entry(self, kind: EventType, data: dict) -> tuple[str, dict[str, str], int]:
+        """An event numbered after the previous one. Called holding the outbox lock until the
+        event is queued, so that the numbers follow the order of the stream."""
+        self._events += 1
         event = Event(type=kind, job_id=self.spec.job_id, attempt=self.spec.attempt,
-                      at=time.time(), data=data)
-        self._send((keys.EVENTS_STREAM, {"e": event.to_json()}, EVENTS_MAXLEN))
+                      at=time.time(), data=data, seq=self._events)
+        return keys.EVENTS_STREAM, {"e": event.to_json()}, EVENTS_MAXLEN
 
     def log(self, kind: str, step: int, data: str) -> None:
         self._send((self.log_key, LogEntry("", kind, step, data).to_fields(), None))
@@ -184,12 +193,11 @@ class Publisher:
     def finished(self, status: str, error: str | None) -> None:
         """Close the log and report the result, in that order, in one round trip."""
         error = self._shown_error(error)
-        event = Event(type=EventType.JOB_FINISHED, job_id=self.spec.job_id,
-                      attempt=self.spec.attempt, at=time.time(),
-                      data={"status": status, "error": error})
         entries = [(self.log_key, LogEntry("", INFO, -1, error).to_fields(), None)] if error else []
-        self._send(*entries, (self.log_key, LogEntry("", END, -1, status).to_fields(), None),
-                   (keys.EVENTS_STREAM, {"e": event.to_json()}, EVENTS_MAXLEN))
+        with self._outbox_lock:
+            self._send(*entries, (self.log_key, LogEntry("", END, -1, status).to_fields(), None),
+                       self._event_entry(EventType.JOB_FINISHED,
+                                         {"status": status, "error": error}))
 
     def wait_sent(self, timeout: float = SEND_WAIT_SECONDS) -> bool:
         """Wait until Redis has taken every entry (the process may exit once a job ends).

@@ -128,10 +128,13 @@ class RunnerWorker(SimpleWorker):
             log.warning("the stop was not noted in Redis: %s", exc)
 
 
-def start_workers(settings: RunnerSettings, count: int = 1, burst: bool = False) -> None:
-    """Run ``count`` workers until interrupted (or, with ``burst``, until the queue is empty)."""
-    redis = Redis.from_url(settings.redis_url)
-    redis.ping()
+def start_workers(settings: RunnerSettings, redis: Redis, count: int = 1,
+                  burst: bool = False) -> None:
+    """Run ``count`` workers until interrupted (or, with ``burst``, until the queue is empty).
+
+    ``redis`` is the client ``slipway worker`` made from ``settings.redis_url``, TLS options
+    and all; the pool's worker processes connect as it does.
+    """
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     _install_rules(settings)
     try:

@@ -18,7 +18,8 @@ class RunnerSettings:
     """Where a runner keeps its caches and how it reaches its peers.
 
     Attributes:
-        redis_url: the Redis the server enqueues into (``SLIPWAY_REDIS_URL``).
+        redis_url: the Redis the server enqueues into (``SLIPWAY_REDIS_URL``; by default
+            the local one, with the password ``slipway bootstrap`` keeps in the data folder).
         work_dir: mirror cache and job workspaces (``SLIPWAY_RUNNER_DIR``,
             default ``$SLIPWAY_DATA_DIR/runner``).
         ca_bundle: a CA bundle on this host to mount into build containers, for
@@ -60,7 +61,7 @@ def load_runner_settings(env: Mapping[str, str] | None = None) -> RunnerSettings
         raise ValueError(f"SLIPWAY_CA_BUNDLE={ca_bundle!r} is not a file; give the path "
                          "of a PEM bundle, e.g. /etc/ssl/certs/ca-certificates.crt")
     return RunnerSettings(
-        redis_url=env.get("SLIPWAY_REDIS_URL") or "redis://127.0.0.1:6379/0",
+        redis_url=env.get("SLIPWAY_REDIS_URL") or _local_redis_url(data_dir),
         work_dir=Path(env.get("SLIPWAY_RUNNER_DIR") or data_dir / "runner").resolve(),
         ca_bundle=Path(ca_bundle) if ca_bundle else None,
         name=env.get("SLIPWAY_RUNNER_NAME") or socket.gethostname(),
@@ -77,6 +78,15 @@ def _job_network(env: Mapping[str, str]) -> str:
                          "`internet` lets builds reach the internet, `isolated` reaches nothing "
                          "outside the job")
     return mode
+
+
+def _local_redis_url(data_dir: Path) -> str:
+    """The Redis ``slipway bootstrap`` starts on this host, with the password it keeps in the
+    data folder once it has made one (the server's settings read the same file)."""
+    stored = data_dir / "redis_password"
+    if not stored.is_file():
+        return "redis://127.0.0.1:6379/0"
+    return f"redis://:{stored.read_text().strip()}@127.0.0.1:6379/0"
 
 
 def _encryption_key(env: Mapping[str, str], data_dir: Path) -> bytes | None:

@@ -54,6 +54,8 @@ from rq import Worker
 from ci.pipeline import keys
 from runners.docker_executor import LABEL, LABEL_INSTANCE
 from runners.settings import RunnerSettings
+from tests import bench_scaling
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -125,13 +127,10 @@ def free_port() -> int:
 def wait_until(predicate: Callable[[], T], seconds: float, what: str,
                interval: float = 0.05) -> T:
     """Poll ``predicate`` until it returns something truthy; a deadline, never a hang."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise BenchError(f"{what} did not happen within {seconds:g}s")
+    try:
+        return wait_for(predicate, seconds, interval, what)
+    except AssertionError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def run(*command: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
@@ -616,7 +615,8 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def table(ingest: Ingest, e2e: EndToEnd, lag: LogLag) -> str:
+def table(ingest: Ingest, e2e: EndToEnd, lag: LogLag,
+          scaling: bench_scaling.Scaling | str) -> str:
     """The results as a Markdown table, each beside its target where it has one."""
     ratio = statistics.median(e2e.e2e) / statistics.median(e2e.floor)
     lag_median, lag_max = median_ms(lag.lags), max(lag.lags) * 1000
@@ -648,6 +648,7 @@ def table(ingest: Ingest, e2e: EndToEnd, lag: LogLag) -> str:
          verdict(lag_median < LAG_MEDIAN_TARGET_MS)),
         ("log lag: max", f"{lag_max:.0f} ms", f"< {LAG_MAX_TARGET_MS} ms",
          verdict(lag_max < LAG_MAX_TARGET_MS)),
+        *bench_scaling.rows(scaling),
     ]
     header = ("measurement", "result", "target", "verdict")
     widths = [max(len(row[column]) for row in (header, *rows)) for column in range(4)]
@@ -725,7 +726,7 @@ data directory (`slipway db upgrade`), a git repository with one passing test an
   `out` event arrives; the escaped HTML is turned back into text and reassembled
   into lines (a chunk may hold several lines or part of one). Lag = arrival of a
   line's last piece - the timestamp it carries.
-"""
+{bench_scaling.METHOD}"""
 
 
 def report(table_text: str, facts: list[str], processes: dict[str, str]) -> str:
@@ -738,7 +739,7 @@ def report(table_text: str, facts: list[str], processes: dict[str, str]) -> str:
 
 
 def main() -> None:
-    """Run the three measurements on isolated stacks; print and write the report."""
+    """Run the measurements on isolated stacks; print and write the report."""
     facts = machine_facts()
     with tempfile.TemporaryDirectory(prefix="slipway-bench-") as temp:
         workdir = Path(temp)
@@ -753,7 +754,10 @@ def main() -> None:
             print("log lag: one build printing timestamps", flush=True)
             lag = measure_log_lag(stack, repo)
             stack.check()
-    table_text = table(ingest, e2e, lag)
+    print(f"scaling: {bench_scaling.BUILDS} builds on 1 runner host, then on "
+          f"{bench_scaling.HOSTS}", flush=True)
+    scaling = bench_scaling.measure_scaling(IMAGE)
+    table_text = table(ingest, e2e, lag, scaling)
     print(table_text)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(report(table_text, facts, procfile()))

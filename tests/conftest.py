@@ -1,19 +1,24 @@
-"""Shared fixtures: a real Redis (flushed around each test), a SQLite database in a
-temporary folder, real git repositories, and an in-process runner and recorder."""
+"""Shared fixtures: a real Redis (flushed around each test), a fresh database per test
+(SQLite in a temporary folder, and PostgreSQL: every test that touches SQL runs on both),
+real git repositories, and an in-process runner and recorder."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import os
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +39,8 @@ from ci.store import db
 from ci.store.models import Build
 from ci.views.resources import Resources
 from runners.rq_job import RunnerJob
+from tests.databases import Databases, LocalServer
+from tests.polling import wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GITHUB = FIXTURES / "webhooks" / "github"
@@ -46,17 +53,6 @@ def sign(body: bytes, secret: str = SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
-
-
 def job_containers(client, job_id: int, *, stopped: bool = True) -> list:
     """The containers labelled with a job, skipping any removed while being listed.
 
@@ -65,6 +61,38 @@ def job_containers(client, job_id: int, *, stopped: bool = True) -> list:
     """
     return client.containers.list(all=stopped, filters={"label": f"slipway.job={job_id}"},
                                   ignore_removed=True)
+
+
+@contextmanager
+def procfile_web(tmp_path: Path, env: dict[str, str]) -> Iterator[int]:
+    """The Procfile's web line (gunicorn) on a free loopback port, with ``env`` added to this
+    process's environment; yields the port once the server answers."""
+    from tests.bench import ROOT, procfile
+
+    port = free_port()
+    log_path = tmp_path / "web.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(["sh", "-c", procfile()["web"]], cwd=ROOT,
+                                   env={**os.environ, "PORT": str(port), **env}, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: process.poll() is not None or _answers_get(port))
+            assert process.poll() is None, log_path.read_text()
+            yield port
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def _answers_get(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
 
 
 def free_port() -> int:
@@ -77,6 +105,8 @@ def free_port() -> int:
 def redis_url(tmp_path_factory) -> str:
     """A Redis server of this test session's own, so that test runs never share data.
 
+    It asks for a password, as every Redis Slipway starts does, so the whole suite uses
+    URLs that carry one; the password goes in on standard input, never on a command line.
     ``SLIPWAY_TEST_REDIS_URL`` points the tests at an existing server instead.
     """
     if os.environ.get("SLIPWAY_TEST_REDIS_URL"):
@@ -85,10 +115,13 @@ def redis_url(tmp_path_factory) -> str:
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-                               stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
+    password = secrets.token_hex(16)
+    process = subprocess.Popen([server, "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               text=True)
+    process.stdin.write(f"port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\n"
+                        f"dir {workdir}\nrequirepass {password}\n")
+    process.stdin.close()
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
     probe = Redis.from_url(url)
     wait_for(lambda: _answers(probe), timeout=10)
     probe.close()
@@ -113,14 +146,94 @@ def redis_client(redis_url) -> Redis:
     client.close()
 
 
+#: Every test that touches SQL runs once per database, with these ids.
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """Run each test that uses a database (``database_kind``) once per database.
+
+    Those that also run builds in Docker run on PostgreSQL only: on both, they took
+    ``make test`` past 9 minutes on two cores, and what they ask of the database the
+    other tests ask on both.
+    """
+    if "database_kind" in metafunc.fixturenames:
+        docker = metafunc.definition.get_closest_marker("docker") is not None
+        metafunc.parametrize("database_kind", ("postgresql",) if docker else DATABASES,
+                             indirect=True)
+
+
 @pytest.fixture
-def app(tmp_path, redis_client, redis_url, monkeypatch):
+def database_kind(request) -> str:
+    """``sqlite`` or ``postgresql``: the database this run of the test uses."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Databases:
+    """A PostgreSQL server of this test session's own, that makes a database per test.
+
+    ``SLIPWAY_TEST_DATABASE_URL`` (an administrator's URL, allowed to create databases)
+    points the tests at an existing server instead.
+    """
+    server = None
+    url = os.environ.get("SLIPWAY_TEST_DATABASE_URL")
+    if not url:
+        server = LocalServer(free_port())
+        url = server.start()
+    databases = Databases(url)
+    yield databases
+    databases.close()
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture
+def new_database(request, database_kind, tmp_path) -> Callable[..., str]:
+    """Make a new database of the test's kind, migrated to head or empty; its URL.
+
+    Each is dropped after the test (PostgreSQL) or lives in the test's folder (SQLite).
+    """
+    made: list[str] = []
+
+    def create(migrated: bool = True) -> str:
+        if database_kind == "postgresql":
+            url = request.getfixturevalue("postgres").create(migrated)
+        else:
+            url = f"sqlite:///{tmp_path / 'databases' / f'{len(made)}.db'}"
+            if migrated:
+                engine = db.make_engine(url)
+                db.upgrade(engine)
+                engine.dispose()
+        made.append(url)
+        return url
+
+    yield create
+    if database_kind == "postgresql":
+        for url in made:
+            request.getfixturevalue("postgres").drop(url)
+
+
+@pytest.fixture
+def database_url(database_kind, new_database, tmp_path, monkeypatch) -> str:
+    """The test's database, migrated; ``slipway`` run by the test (in or out of this
+    process) uses it too."""
+    if database_kind == "postgresql":
+        url = new_database()
+    else:
+        url = f"sqlite:///{tmp_path / 'data' / 'slipway.db'}"
+    monkeypatch.setenv("SLIPWAY_DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def app(tmp_path, redis_client, redis_url, database_url, monkeypatch):
     data_dir = tmp_path / "data"
     monkeypatch.setenv("SLIPWAY_REDIS_URL", redis_url)
     monkeypatch.setenv("SLIPWAY_DATA_DIR", str(data_dir))
     application = create_app({
         "data_dir": data_dir,
-        "database_url": f"sqlite:///{data_dir / 'slipway.db'}",
+        "database_url": database_url,
         "redis_url": redis_url,
         "base_url": "http://ci.test",
         "job_timeout_seconds": 120,
@@ -335,7 +448,7 @@ def sign_in(client, name: str, password: str = PASSWORD):
 
 
 @pytest.fixture
-def cli(tmp_path, redis_url, redis_client, monkeypatch):
+def cli(tmp_path, redis_url, redis_client, database_url, monkeypatch):
     """Run ``slipway`` in this process against a database of its own and the test Redis."""
     from click.testing import CliRunner
 

@@ -61,8 +61,8 @@ def test_the_repo_and_its_secrets_come_back_typed_like_the_orm_loads_them(
     from ci.accounts import repo_secrets
 
     repo_secrets.set_secret(session, resources.settings, registered, "TOKEN", "s3cret")
-    session.execute(text("UPDATE repos SET private = 1, job_cpus = 1.5 WHERE id = :id"),
-                    {"id": registered.id})
+    session.execute(text("UPDATE repos SET private = :yes, job_cpus = 1.5 WHERE id = :id"),
+                    {"yes": True, "id": registered.id})
     session.commit()
 
     repo = intake.get_repo_with_secrets(session, "octo/project")

@@ -13,7 +13,8 @@ from ci.builds.recorder import Recorder
 from ci.pipeline import keys
 from ci.pipeline.spec import Limits
 from ci.store.models import Build, Job
-from tests.conftest import IMAGE, SLIPWAY, job_containers, post_hook, push_payload, wait_for
+from tests.conftest import (IMAGE, SLIPWAY, job_containers, log_of, post_hook, push_payload,
+                            wait_for)
 
 
 def test_runner_imports_only_the_pure_core():
@@ -60,17 +61,19 @@ def test_build_containers_are_confined(client, git_repo, registered, run_queue, 
 
 
 @pytest.mark.docker
-def test_a_killed_runner_is_noticed_and_its_container_swept(
+def test_a_killed_runners_job_is_retried_by_another_which_sweeps_its_container(
         client, git_repo, registered, session, redis_client, resources, tmp_path, docker_client):
+    # The first attempt hangs; the retry passes.
     sha = git_repo.commit({".slipway.yml": f"image: {IMAGE}\nsteps:\n"
-                                           "  - run: echo started; sleep 300\n"})
+                                           "  - run: echo started $SLIPWAY_ATTEMPT; "
+                                           "if [ $SLIPWAY_ATTEMPT = 1 ]; then sleep 300; fi\n"})
     assert post_hook(client, push_payload("octo/project", sha)).status_code == 202
     job = session.scalar(select(Job))
     env = {**os.environ, "SLIPWAY_RUNNER_DIR": str(tmp_path / "runner")}
     worker = subprocess.Popen([SLIPWAY, "worker"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: any(b"started" in fields.get(b"d", b"")
+        wait_for(lambda: any(b"started 1" in fields.get(b"d", b"")
                              for _id, fields in redis_client.xrange(keys.log_stream(job.id))))
         assert len(job_containers(docker_client, job.id, stopped=False)) == 1
     finally:
@@ -81,22 +84,26 @@ def test_a_killed_runner_is_noticed_and_its_container_swept(
 
     def runner_lost() -> bool:
         recorder.drain()
-        return bool(recorder.reconcile().lost)
+        return bool(recorder.reconcile().retried)
 
     # The lease expires LEASE_TTL_SECONDS after the runner's last renewal.
     wait_for(runner_lost, timeout=keys.LEASE_TTL_SECONDS + 30, interval=0.5)
     session.rollback()
     job = session.get(Job, job.id)
-    assert job.status == "errored"
-    assert job.error == "runner lost: the runner stopped reporting while the job ran"
-    assert job.build.status == "errored"
-    assert job.log_archived
+    assert (job.status, job.attempt) == ("queued", 2)
+    assert job.build.status == "running"
 
-    # The next runner to start removes the container the dead one left running.
+    # The next runner removes the container the dead one left running, and runs the retry.
     assert job_containers(docker_client, job.id)
     subprocess.run([SLIPWAY, "worker", "--burst"], env=env, check=True, capture_output=True,
-                   timeout=60)
+                   timeout=120)
     assert job_containers(docker_client, job.id) == []
+    recorder.drain()
+    session.rollback()
+    assert (job.status, job.attempt, job.build.status) == ("passed", 2, "passed")
+    text = log_of(resources, job)
+    assert "the runner of the previous attempt stopped reporting" in text
+    assert "started 2" in text and "started 1" not in text
 
 
 @pytest.mark.docker

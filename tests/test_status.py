@@ -318,10 +318,17 @@ def test_a_runner_lost_by_the_reconciler_is_reported(forge_api, session, resourc
     recorder = Recorder(resources.write_sessions, redis_client, resources.settings)
     publish(redis_client, job, EventType.JOB_STARTED, time.time(), runner="r1")
     recorder.drain()
-    assert recorder.reconcile().lost == [job.id]  # no lease: the runner is gone
     send_statuses(redis_client)
-    assert forge_api.states() == ["error"]
-    assert forge_api.states("slipway/job") == ["error"]
+    assert recorder.reconcile().retried == [job.id]  # no lease: the runner is gone
+    send_statuses(redis_client)
+    assert forge_api.states() == ["pending"]  # still running, on another runner
+    [job] = jobs_of(session, build)
+    publish(redis_client, job, EventType.JOB_STARTED, time.time(), runner="r2")
+    recorder.drain()
+    assert recorder.reconcile().lost == [job.id]  # the retry's runner is gone too
+    send_statuses(redis_client)
+    assert forge_api.states()[-1] == "error"
+    assert forge_api.states("slipway/job")[-1] == "error"
     assert forge_api.received[-1].body["description"].startswith("errored in 0s: runner lost")
 
 

@@ -2,10 +2,8 @@
 what a build page links to, the headers every answer carries, and webhook secrets at rest."""
 
 import json
-import os
-import signal
 import socket
-import subprocess
+from datetime import datetime
 
 import pytest
 from alembic import command
@@ -15,9 +13,8 @@ from sqlalchemy import text
 from ci import store
 from ci.pipeline.config import ConfigError, parse_pipeline
 from ci.store import db, intake
-from tests.bench import ROOT, procfile
-from tests.conftest import (GITHUB, SECRET, add_user, free_port, post_hook, push_payload, sign,
-                            token_headers, wait_for)
+from tests.conftest import (GITHUB, SECRET, add_user, post_hook, procfile_web, push_payload,
+                            sign, token_headers)
 
 SHA = "d" * 40
 WRONG = "sha256=" + "0" * 64
@@ -82,19 +79,11 @@ LIMIT = 16 * 1024
 @pytest.fixture
 def small_limit_web(app, registered, redis_url, tmp_path):
     """The Procfile's gunicorn on the test's database, taking webhooks of LIMIT bytes."""
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "SLIPWAY_REDIS_URL": redis_url,
-           "SLIPWAY_DATA_DIR": str(tmp_path / "data"), "SLIPWAY_BASE_URL": "http://ci.test",
-           "SLIPWAY_MAX_WEBHOOK_BYTES": str(LIMIT)}
-    log_path = tmp_path / "web.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(["sh", "-c", procfile()["web"]], cwd=ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: process.poll() is not None or _status_of(port, "GET", "/") == 200)
-        assert process.poll() is None, log_path.read_text()
+    with procfile_web(tmp_path, {"SLIPWAY_REDIS_URL": redis_url,
+                                 "SLIPWAY_DATA_DIR": str(tmp_path / "data"),
+                                 "SLIPWAY_BASE_URL": "http://ci.test",
+                                 "SLIPWAY_MAX_WEBHOOK_BYTES": str(LIMIT)}) as port:
         yield port
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def _exchange(port: int, head: str, body: bytes) -> bytes:
@@ -105,15 +94,6 @@ def _exchange(port: int, head: str, body: bytes) -> bytes:
         while chunk := connection.recv(65536):
             received += chunk
     return received
-
-
-def _status_of(port: int, method: str, path: str) -> int | None:
-    try:
-        answer = _exchange(port, f"{method} {path} HTTP/1.1\r\nHost: ci.test\r\n"
-                                 "Connection: close\r\n\r\n", b"")
-    except OSError:
-        return None
-    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else None
 
 
 def _post_chunked(port: int, body: bytes, chunk_size: int = 1000) -> tuple[int, bytes]:
@@ -307,14 +287,15 @@ def test_text_no_database_can_store_is_replaced_not_a_500(client, registered, se
 
 
 def test_migration_0007_keeps_clear_secrets_and_refuses_a_downgrade_that_would_lose_them(
-        tmp_path):
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+        new_database):
+    engine = db.make_engine(new_database(migrated=False))
     db.upgrade(engine, "0006")
     with engine.begin() as connection:
         connection.execute(text(
             "INSERT INTO repos (forge, full_name, clone_url, webhook_secret, default_branch, "
             "last_build_number, created_at, private) VALUES ('github', 'octo/old', '/x', "
-            ":secret, 'main', 0, '2026-01-01 00:00:00', 0)"), {"secret": SECRET})
+            ":secret, 'main', 0, :created, :private)"),
+            {"secret": SECRET, "created": datetime(2026, 1, 1), "private": False})
     db.upgrade(engine)
     repo = intake.get_repo_with_secrets(db.make_sessionmaker(engine)(), "octo/old")
     assert (repo.webhook_secret, repo.webhook_secret_encrypted) == (SECRET, False)

@@ -3,6 +3,7 @@
 import json
 
 from rq import Queue
+from rq.job import Job as RQJob
 from sqlalchemy import func, select
 
 from ci.builds import dispatch as job_queue
@@ -20,6 +21,11 @@ def build_count(session) -> int:
 
 def queued_rq_jobs(redis_client) -> int:
     return len(Queue(keys.JOBS_QUEUE, connection=redis_client))
+
+
+def rq_status(redis_client, rq_job_id: str) -> str | None:
+    state = redis_client.hget(RQJob.key_for(rq_job_id), "status")
+    return state.decode() if state is not None else None
 
 
 def fixture_body(name: str, repo: str = "octo/project") -> bytes:
@@ -192,7 +198,6 @@ def test_redis_down_still_answers_202_and_the_reconciler_enqueues(
 
 def test_the_reconciler_leaves_a_held_backlog_alone_and_requeues_what_rq_dropped(
         client, registered, session, redis_client, resources):
-    from rq.job import Job as RQJob
 
     from ci.store.models import utcnow
 
@@ -213,22 +218,38 @@ def test_the_reconciler_leaves_a_held_backlog_alone_and_requeues_what_rq_dropped
     assert {job.attempt for job in (started, gone)} == {2}
 
 
-def test_running_job_without_a_lease_becomes_errored(session, registered, client, redis_client,
-                                                     resources):
+def test_a_running_job_without_a_lease_is_retried_once_then_errored(
+        session, registered, client, redis_client, resources):
     from ci import store
     from ci.store.models import utcnow
 
     post_hook(client, push_payload("octo/project", SHA))
     job = session.scalar(select(Job))
     store.start_job(session, job, utcnow(), "gone-runner")
+    store.plan_steps(session, job, ["test"], None)
     session.commit()
     redis_client.set(keys.lease(job.id), 1, ex=60)
-    assert job_queue.reconcile(session, redis_client, resources.settings).lost == []
+    assert job_queue.reconcile(session, redis_client, resources.settings).retried == []
     redis_client.delete(keys.lease(job.id))
-    assert job_queue.reconcile(session, redis_client, resources.settings).lost == [job.id]
+
+    # The runner is gone: the job goes back to the queue as attempt 2, for another runner.
+    result = job_queue.reconcile(session, redis_client, resources.settings)
+    assert (result.retried, result.lost) == ([job.id], [])
     session.rollback()  # a new transaction sees what others committed
+    assert (job.status, job.attempt, job.runner, job.steps) == ("queued", 2, None, [])
+    assert rq_status(redis_client, keys.rq_job_id(job.id, 2)) == "queued"
+    assert redis_client.get(keys.current_attempt(job.id)) == b"2"
+    # Another reconciler that saw attempt 1 running finds nothing left to do.
+    assert job_queue.reconcile(session, redis_client, resources.settings).retried == []
+
+    # The runner of attempt 2 is lost too: now the job is errored.
+    store.start_job(session, job, utcnow(), "another-gone-runner")
+    session.commit()
+    result = job_queue.reconcile(session, redis_client, resources.settings)
+    assert (result.retried, result.lost) == ([], [job.id])
+    session.rollback()
     assert job.status == "errored"
-    assert job.error.startswith("runner lost")
+    assert job.error == job_queue.RUNNER_LOST
     assert job.build.status == "errored"
 
 

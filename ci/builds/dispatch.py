@@ -3,7 +3,8 @@
 The database is the source of truth: a job is ``queued`` in SQL before it is
 enqueued, so when Redis is down or loses data, :func:`reconcile` finds the jobs
 Redis does not hold and enqueues them again, and finds running jobs whose runner
-stopped renewing its lease and marks them errored.
+stopped renewing its lease: each gets one more attempt on another runner, and is
+errored "runner lost" only if that runner is lost too.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: in
         "SLIPWAY": "true",
         "SLIPWAY_REPO": repo.full_name,
         "SLIPWAY_BUILD_NUMBER": str(build.number),
+        "SLIPWAY_ATTEMPT": str(attempt),
         "SLIPWAY_BUILD_URL": f"{settings.base_url}/{repo.full_name}/builds/{build.number}",
         "SLIPWAY_COMMIT": build.sha,
         "SLIPWAY_REF": build.ref,
@@ -121,14 +123,28 @@ def enqueue_jobs(redis: Redis, settings: Settings, build: Build, jobs: list[Job]
 
 @dataclass
 class Reconciled:
-    """Ids of the jobs :func:`reconcile` enqueued again, and of those it found lost."""
+    """Ids of the jobs :func:`reconcile` acted on, by what it did."""
 
+    #: Queued jobs Redis did not hold, enqueued again.
     requeued: list[int] = field(default_factory=list)
+    #: Running jobs whose runner was lost, put back in the queue for another runner.
+    retried: list[int] = field(default_factory=list)
+    #: Running jobs whose runner was lost for the second time, errored.
     lost: list[int] = field(default_factory=list)
 
 
+#: The error of a job whose runner, and the runner of its retry, were lost.
+RUNNER_LOST = "runner lost: the runner stopped reporting while the job ran, twice"
+
+
 def reconcile(session: Session, redis: Redis, settings: Settings) -> Reconciled:
-    """Re-enqueue queued jobs Redis lost; error out running jobs whose runner is gone."""
+    """Re-enqueue queued jobs Redis lost; retry once, then error, jobs whose runner is gone.
+
+    Several processes may reconcile at once: each change is claimed with a conditional
+    update (``ci.store.attempts``) and committed before the job is enqueued, so one
+    process wins each job and a crash between the two leaves a job that the next
+    round enqueues.
+    """
     result = Reconciled()
     jobs = store.unfinished_jobs(session)
     session.commit()  # hold no database lock while asking Redis
@@ -138,26 +154,37 @@ def reconcile(session: Session, redis: Redis, settings: Settings) -> Reconciled:
         leased = pipe.execute()
     now = utcnow()
     unleased = [job for job, has_lease in zip(jobs, leased) if not has_lease]
-    lost = {job.id: job for job in unleased if job.status == Status.RUNNING}
     waiting = [job for job in unleased if job.status == Status.QUEUED
                and now - job.since > REQUEUE_GRACE]
-    dropped = {job.id: job for job, held in zip(waiting, _rq_holds(redis, waiting)) if not held}
-    # Loaded again now, each acted on only if it is still as it was when Redis was asked.
-    for job in store.get_jobs(session, list(lost)):
-        if job.status != Status.RUNNING or job.attempt != lost[job.id].attempt:
+    for job, held in zip(waiting, _rq_holds(redis, waiting)):
+        if not held and _commit_if(session, store.claim_requeue(session, job.id, job.attempt)):
+            result.requeued.append(job.id)
+    for job in unleased:
+        if job.status != Status.RUNNING:
             continue
-        store.finish_job(session, job, Status.ERRORED, now,
-                         "runner lost: the runner stopped reporting while the job ran")
-        result.lost.append(job.id)
-    for job in store.get_jobs(session, list(dropped)):
-        if job.status != Status.QUEUED or job.attempt != dropped[job.id].attempt:
-            continue
-        attempt = job.attempt + 1
-        enqueue(redis, job_spec(settings, job.build.repo, job.build, job, attempt))
-        store.mark_enqueued(session, job, attempt)
-        result.requeued.append(job.id)
+        if _commit_if(session, store.claim_retry(session, job.id, job.attempt)):
+            result.retried.append(job.id)
+        elif store.claim_loss(session, job.id, job.attempt):
+            found = store.get_job(session, job.id)
+            store.finish_job(session, found, Status.ERRORED, now, RUNNER_LOST)
+            session.commit()
+            result.lost.append(job.id)
+        else:
+            session.rollback()
+    again = result.requeued + result.retried
+    for job in store.get_jobs(session, again):
+        enqueue(redis, job_spec(settings, job.build.repo, job.build, job, job.attempt))
     session.commit()
     return result
+
+
+def _commit_if(session: Session, claimed: bool) -> bool:
+    """End the claim's transaction: commit what was claimed, release what was not."""
+    if claimed:
+        session.commit()
+    else:
+        session.rollback()
+    return claimed
 
 
 def _rq_holds(redis: Redis, jobs: list[store.UnfinishedJob]) -> list[bool]:

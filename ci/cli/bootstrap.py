@@ -7,20 +7,28 @@ the distribution's packages when it is missing and we are root) and records the
 process in a pid file under ``run_dir``. :func:`stop_started` stops exactly those
 processes, so ``slipway bootstrap --stop`` never touches a Redis or Docker engine
 that someone else runs.
+
+A Redis started here always asks for a password (the one ``slipway bootstrap``
+generates into the data folder), since builds' logs, secrets-bearing job payloads
+and the queue pass through it.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import docker
 import redis
+
+from ci.redis_client import RedisUrlError, connect, without_password
+from ci.settings import REDIS_PASSWORD_FILE, kept_secret
 
 #: Redis hosts we may start a server for: anything else runs on another machine.
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -42,6 +50,10 @@ STOP_SECONDS = 30.0
 #: a stale pid file (after a reboot, say) never makes us signal a stranger.
 STARTED = {"redis.pid": "redis-server", "dockerd.pid": "dockerd"}
 
+#: What :func:`_redis_state` finds wrong, worded to follow "it": nothing answers; it
+#: answers clients without the password too; it refuses the URL's credentials.
+DOWN, OPEN, REFUSED = "does not answer", "asked for no password", "refused the password"
+
 # Debian keeps daemons in sbin, which a non-login root shell may lack on PATH.
 _SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 _APT_LISTS = Path("/var/lib/apt/lists")
@@ -56,47 +68,58 @@ class BootstrapError(RuntimeError):
 
 
 def ensure_redis(redis_url: str, run_dir: Path) -> str | None:
-    """Make sure Redis answers at ``redis_url``, starting a local server if needed.
+    """Make sure Redis answers at ``redis_url`` and asks for the URL's password, starting
+    (or restarting) a local server if needed.
 
-    Only a server on this machine can be started, and only without a password:
-    for anything else the operator must run Redis and point ``SLIPWAY_REDIS_URL``
-    at it. A server started here keeps nothing on disk (no RDB, no AOF), because
-    Redis only carries transient data.
+    Only a server on this machine can be started, and only with a password: the one in
+    ``redis_url`` (``slipway bootstrap`` generates it into the data folder). A server this
+    module started that asks for no password or another one (an older Slipway started it,
+    or the password file was made anew) is restarted with the URL's; any other server is
+    left alone, and the error says what is wrong with it. A started server listens on
+    loopback only and keeps an append-only file in ``run_dir``, written to disk every
+    second: runner events wait in Redis until the recorder applies them, so a restarted
+    Redis must still hold them.
 
     Args:
         redis_url: the ``redis://`` URL Slipway will use.
-        run_dir: where the pid file, log and working directory of a started
-            server go (``$SLIPWAY_DATA_DIR/run``).
+        run_dir: where the pid file, log and append-only file of a started server go
+            (``$SLIPWAY_DATA_DIR/run``).
 
     Returns:
-        ``None`` when Redis already answered, else a sentence saying what was done.
+        ``None`` when Redis already answered as it should, else a sentence saying what
+        was done.
 
     Raises:
-        BootstrapError: Redis does not answer and cannot be started here.
+        BootstrapError: Redis cannot be used and cannot be started here; or the URL is
+            malformed.
     """
-    if _redis_answers(redis_url):
+    state = _redis_state(redis_url)
+    if state is None:
         return None
     parts = urlsplit(redis_url)
-    shown = _without_password(redis_url)
-    if parts.scheme != "redis" or parts.hostname not in LOCAL_HOSTS:
-        raise BootstrapError(
-            f"Redis at {shown} does not answer. Start it, or set SLIPWAY_REDIS_URL to "
-            "a Redis that answers (for a local one: redis://127.0.0.1:6379/0)."
-        )
-    if parts.username or parts.password:
-        raise BootstrapError(
-            f"Redis at {shown} does not answer, and its URL carries credentials: Slipway "
-            "only starts a local redis-server without a password. Start a Redis with "
-            "those credentials yourself, or remove them from SLIPWAY_REDIS_URL."
-        )
     port = parts.port or 6379
+    kind, problem = state
+    unstartable = _unstartable(redis_url)
+    if kind != DOWN:
+        pid = _started_redis(run_dir, port) if parts.hostname in LOCAL_HOSTS else None
+        if pid is None or unstartable:
+            raise BootstrapError(problem)
+        _terminate(pid)
+        _start_redis(_which("redis-server") or "redis-server", redis_url, run_dir)
+        return (f"restarted the redis-server bootstrap had started on port {port} (it {kind}); "
+                "it now asks for the password of the Redis URL")
+    if unstartable:
+        raise BootstrapError(unstartable)
     done = []
     server = _which("redis-server")
     if server is None:
         _require_apt("redis-server", "Redis", "or set SLIPWAY_REDIS_URL to a Redis that answers")
         _apt_install("redis-server")
-        if _redis_answers(redis_url):
+        state = _redis_state(redis_url)
+        if state is None:
             return f"installed redis-server; its service answers on port {port}"
+        if state[0] != DOWN:
+            raise BootstrapError(f"installed redis-server, and its service: {state[1]}")
         done.append("installed redis-server")
         server = _which("redis-server")
         if server is None:
@@ -104,8 +127,41 @@ def ensure_redis(redis_url: str, run_dir: Path) -> str | None:
                 "apt-get installed redis-server but no redis-server program is on PATH; "
                 "add its directory to PATH."
             )
-    _start_redis(server, redis_url, parts.hostname, port, run_dir)
-    return "; ".join([*done, f"started redis-server on port {port}"])
+    _start_redis(server, redis_url, run_dir)
+    return "; ".join([*done, f"started redis-server on port {port}, with a password"])
+
+
+def _unstartable(redis_url: str) -> str | None:
+    """Why no Redis may be started for ``redis_url`` (one the URL could not reach, or one
+    without a password); ``None`` when one may."""
+    parts = urlsplit(redis_url)
+    shown = without_password(redis_url)
+    if parts.scheme != "redis" or parts.hostname not in LOCAL_HOSTS:
+        return (f"Redis at {shown} does not answer. Start it, or set SLIPWAY_REDIS_URL to "
+                "a Redis that answers (unset, it is the local Redis bootstrap starts).")
+    if not parts.password or (parts.username or "default") != "default":
+        return (f"Redis at {shown} does not answer, and Slipway starts a local redis-server "
+                "only with a password and no user name. Unset "
+                "SLIPWAY_REDIS_URL (bootstrap then generates a password into the data "
+                "folder), or give one in it: redis://:PASSWORD@127.0.0.1:PORT/0.")
+    return None
+
+
+def keep_redis_password(data_dir: Path) -> str | None:
+    """Generate the password of the local Redis into the data folder, once.
+
+    Kept like the secret key (:func:`ci.settings.kept_secret`: owner-only, never
+    replaced), so every Slipway process on this host given no ``SLIPWAY_REDIS_URL``
+    puts it in its Redis URL.
+
+    Returns:
+        A sentence naming the file when it was made now, else ``None``.
+    """
+    path = data_dir / REDIS_PASSWORD_FILE
+    if path.exists():
+        return None
+    kept_secret(data_dir, REDIS_PASSWORD_FILE, lambda: secrets.token_hex(32))
+    return f"generated a password for the local Redis into {path}"
 
 
 def ensure_docker(run_dir: Path) -> str | None:
@@ -182,35 +238,102 @@ def stop_started(run_dir: Path) -> list[str]:
     return stopped
 
 
-def _redis_answers(redis_url: str) -> bool:
-    """Whether Redis answers PING; wrong credentials are an error, not silence."""
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=2)
+def _redis_state(redis_url: str) -> tuple[str, str] | None:
+    """``None`` when Redis answers at ``redis_url`` and, if the URL has a password, refuses
+    clients without it; else what is wrong (:data:`DOWN`, :data:`OPEN` or :data:`REFUSED`)
+    and a sentence saying so and what to do."""
+    shown = without_password(redis_url)
+    try:
+        if not _answers(redis_url):
+            return DOWN, f"Redis at {shown} does not answer."
+    except (redis.AuthenticationError, redis.ResponseError) as e:
+        why = "refuses Slipway's password" if urlsplit(redis_url).password else (
+            "asks for a password, and the URL has none")
+        return REFUSED, (
+            f"Redis at {shown} answers but {why} ({e}). Put the password it asks for in "
+            "SLIPWAY_REDIS_URL (redis://:PASSWORD@host:port/0)."
+        )
+    if _open(redis_url):
+        return OPEN, (
+            f"Redis at {shown} answers clients without a password too, so anyone who "
+            "reaches it may read builds' logs and enqueue jobs. Give it a password "
+            "(requirepass) and put it in SLIPWAY_REDIS_URL, or stop it and run `slipway "
+            "bootstrap` again to start one that has one."
+        )
+    return None
+
+
+def _answers(redis_url: str) -> bool:
+    """Whether Redis answers PING at ``redis_url``.
+
+    Raises:
+        redis.AuthenticationError, redis.ResponseError: it answers, but refuses these
+            credentials.
+        BootstrapError: the URL is malformed.
+    """
+    try:
+        client = connect(redis_url, socket_connect_timeout=1, socket_timeout=2)
+    except RedisUrlError as e:
+        raise BootstrapError(f"SLIPWAY_REDIS_URL={e}") from None
     try:
         return bool(client.ping())
-    except (redis.AuthenticationError, redis.ResponseError) as e:
-        raise BootstrapError(
-            f"Redis at {_without_password(redis_url)} answers but refuses Slipway ({e}). "
-            "Put the right password in SLIPWAY_REDIS_URL (redis://:PASSWORD@host:port/0)."
-        ) from e
+    except (redis.AuthenticationError, redis.ResponseError):
+        raise
     except redis.RedisError:
         return False
     finally:
         client.close()
 
 
-def _start_redis(server: str, redis_url: str, host: str, port: int, run_dir: Path) -> None:
-    """Start a daemonized, loopback-only, diskless redis-server and wait for PING."""
-    # Absolute, because redis-server changes into --dir before it opens --logfile.
+def _open(redis_url: str) -> bool:
+    """Whether the Redis at ``redis_url``, a URL with a password, answers without it."""
+    parts = urlsplit(redis_url)
+    if not parts.password:
+        return False
+    try:
+        return _answers(parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl())
+    except (redis.AuthenticationError, redis.ResponseError):
+        return False
+
+
+def _started_redis(run_dir: Path, port: int) -> int | None:
+    """The pid of the redis-server this module started on ``port``, if it still runs.
+
+    redis-server shows its listening address as its process title
+    (``redis-server 127.0.0.1:6379``), which tells its port.
+    """
+    pid = _read_pid(run_dir / "redis.pid")
+    if pid is None or not _alive(pid) or _program(pid) != "redis-server":
+        return None
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+    except OSError:
+        return None
+    return pid if title.endswith(f":{port}".encode()) else None
+
+
+def _start_redis(server: str, redis_url: str, run_dir: Path) -> None:
+    """Start a daemonized, loopback-only redis-server that asks for the URL's password and
+    keeps an append-only file, and wait for PING.
+
+    The configuration, password included, goes in on standard input (``redis-server -``):
+    on the command line the password would show in ``ps``.
+    """
+    parts = urlsplit(redis_url)
+    port = parts.port or 6379
+    # Absolute, because redis-server changes into its dir before it opens its logfile.
     run_dir = run_dir.absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
     log_file = run_dir / "redis.log"
-    command = [
-        server, "--port", str(port), "--bind", "::1" if host == "::1" else "127.0.0.1",
-        "--daemonize", "yes", "--pidfile", str(run_dir / "redis.pid"),
-        "--logfile", str(log_file), "--dir", str(run_dir), "--save", "", "--appendonly", "no",
-    ]
+    settings = {
+        "port": str(port), "bind": "::1" if parts.hostname == "::1" else "127.0.0.1",
+        "daemonize": "yes", "pidfile": str(run_dir / "redis.pid"), "logfile": str(log_file),
+        "dir": str(run_dir), "save": "", "appendonly": "yes", "appendfsync": "everysec",
+        "requirepass": unquote(parts.password or ""),
+    }
+    config = "".join(f"{name} {_quoted(value)}\n" for name, value in settings.items())
     result = subprocess.run(
-        command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+        [server, "-"], input=config, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         raise BootstrapError(
@@ -218,13 +341,20 @@ def _start_redis(server: str, redis_url: str, host: str, port: int, run_dir: Pat
             f"{_tail(result.stdout + result.stderr)}"
         )
     deadline = time.monotonic() + REDIS_START_SECONDS
-    while not _redis_answers(redis_url):
+    while not _answers(redis_url):
         if time.monotonic() > deadline:
             raise BootstrapError(
                 f"redis-server did not answer on port {port} within {REDIS_START_SECONDS:.0f} s. "
                 f"The end of {log_file}: {_tail(_read_text(log_file))}"
             )
         time.sleep(_POLL_SECONDS)
+
+
+def _quoted(value: str) -> str:
+    """``value`` as a double-quoted string of redis.conf: all but printable ASCII is
+    hex-escaped, so no value (a password) can end its line and add a directive."""
+    return '"' + "".join(chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\x{b:02x}"
+                         for b in value.encode()) + '"'
 
 
 def _docker_error() -> str | None:
@@ -367,13 +497,3 @@ def _read_text(path: Path) -> str:
 def _tail(text: str, lines: int = 15) -> str:
     """The last lines of a program's output, enough to see why it failed."""
     return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
-
-
-def _without_password(url: str) -> str:
-    """``url`` with any password masked, so it can go into a message."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()

@@ -9,6 +9,7 @@ inside those commands, so the server's modules still never import the runner.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from redis import Redis
 
 from ci.cli import repos, users
 from ci.forges import FORGES
+from ci.redis_client import connect
 from ci.settings import Settings, SettingsError, load_settings
 from ci.store import Session, Sessions
 
@@ -37,6 +39,8 @@ def _context(migrate: bool = True) -> Context:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     engine = db.make_engine(settings.database_url)
+    # Closed with the command: PostgreSQL's connections are not left to the collector.
+    click.get_current_context().call_on_close(engine.dispose)
     sessions = db.make_sessionmaker(engine, writes=True)
     if migrate:
         db.upgrade(engine)
@@ -44,7 +48,7 @@ def _context(migrate: bool = True) -> Context:
         with sessions() as session:
             webhook_secrets.encrypt_clear(session, settings)
     # Longer than any blocking read Slipway makes (the recorder blocks for 5 s).
-    redis = Redis.from_url(settings.redis_url, socket_timeout=60, socket_connect_timeout=5)
+    redis = connect(settings.redis_url, socket_timeout=60, socket_connect_timeout=5)
     return Context(settings, sessions, redis)
 
 
@@ -278,14 +282,25 @@ def reporter() -> None:
 @click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
 def worker(count: int, burst: bool) -> None:
     """Run builds: take jobs from the queue and run them in Docker."""
+    from redis.exceptions import RedisError
+
+    from ci.redis_client import RedisUrlError, without_password
     from runners.service import start_workers
     from runners.settings import load_runner_settings
 
     try:
         settings = load_runner_settings()
+        redis = connect(settings.redis_url)
+    except RedisUrlError as exc:
+        raise click.ClickException(f"SLIPWAY_REDIS_URL={exc}") from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    start_workers(settings, count=count, burst=burst)
+    try:
+        redis.ping()
+    except RedisError as exc:
+        raise click.ClickException(f"Redis at {without_password(settings.redis_url)} does "
+                                   f"not answer: {exc}") from None
+    start_workers(settings, redis, count=count, burst=burst)
 
 
 @main.group()
@@ -326,19 +341,52 @@ def db_upgrade() -> None:
     click.echo("database schema is up to date")
 
 
+@db.command("copy")
+@click.option("--from", "source", required=True, metavar="URL",
+              help="The database to copy, e.g. sqlite:///var/slipway.db.")
+@click.option("--to", "target", required=True, metavar="URL", envvar="SLIPWAY_DATABASE_URL",
+              help="An empty database, e.g. postgresql+psycopg://slipway:PASSWORD@HOST/slipway "
+                   "(default: SLIPWAY_DATABASE_URL, which keeps a password off the command "
+                   "line).")
+def db_copy(source: str, target: str) -> None:
+    """Copy every row of one database into another, empty one (SQLite to PostgreSQL).
+
+    Stop Slipway first: builds recorded during the copy would be missing from it.
+    """
+    from ci.store.copy import CopyError, copy_database
+
+    try:
+        counts = copy_database(source, target)
+    except CopyError as exc:
+        raise click.ClickException(str(exc)) from None
+    for table, rows in counts.items():
+        click.echo(f"{table}: {rows} rows")
+    click.echo(f"copied {sum(counts.values())} rows; start Slipway with SLIPWAY_DATABASE_URL "
+               "set to the target")
+
+
 @main.command()
 @click.option("--stop", is_flag=True, help="Stop the services an earlier bootstrap started.")
 def bootstrap(stop: bool) -> None:
     """Make sure Redis, the Docker engine and the default build image are there."""
     from ci.cli import bootstrap as services
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
     run_dir = settings.data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     if stop:
         for line in services.stop_started(run_dir):
             click.echo(line)
         return
+    if not os.environ.get("SLIPWAY_REDIS_URL"):
+        # The local Redis asks for a password kept in the data folder; settings read it.
+        made = services.keep_redis_password(settings.data_dir)
+        if made:
+            click.echo(made)
+        settings = load_settings()
     try:
         for message in (services.ensure_redis(settings.redis_url, run_dir),
                         services.ensure_docker(run_dir)):

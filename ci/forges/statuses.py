@@ -48,6 +48,12 @@ STATUS_EVENTS = (EventType.JOB_STARTED, EventType.STEPS_PLANNED, EventType.JOB_F
 #: A forge that answers 5xx or not at all gets the report again after 1, 2, 5, 10, 30 s.
 RETRY = Retry(max=5, interval=[1, 2, 5, 10, 30])
 HTTP_TIMEOUT_SECONDS = 10
+#: How long one report may take (RQ stops it then, and retries it like a 5xx).
+REPORT_TIMEOUT_SECONDS = 20
+#: How long after its timeout a report whose reporter vanished is handed to another.
+HEARTBEAT_GRACE_SECONDS = 5
+#: How often a reporter looks for reports whose reporter vanished (and retries to run).
+MAINTENANCE_SECONDS = 5
 #: Longer than one send can take; a reporter that dies holding the lock frees it then.
 LOCK_SECONDS = 30
 SENT_TTL_SECONDS = 30 * 86400
@@ -85,7 +91,8 @@ def _enqueue(redis: Redis, build: Build, job_id: int | None) -> None:
         return
     try:
         Queue(keys.STATUS_QUEUE, connection=redis, serializer=keys.RQ_SERIALIZER).enqueue_call(
-            DELIVER, args=(build.id, job_id), retry=RETRY, result_ttl=3600, failure_ttl=86400,
+            DELIVER, args=(build.id, job_id), retry=RETRY, timeout=REPORT_TIMEOUT_SECONDS,
+            result_ttl=3600, failure_ttl=86400,
             description=f"status of {build.repo.full_name} build #{build.number}",
         )
     except RedisError as exc:
@@ -155,11 +162,27 @@ class ReportJob(RQJob):
         return super().func
 
 
+class ReporterWorker(SimpleWorker):
+    """An RQ worker that notices quickly when another reporter died mid-report.
+
+    RQ hands a report whose worker vanished (SIGKILL, a lost host) to another worker
+    once the report's heartbeat expires and a worker's periodic maintenance runs. By
+    default that is minutes later; here a report's heartbeat outlives its timeout by
+    :data:`HEARTBEAT_GRACE_SECONDS` and maintenance runs every few seconds, also while
+    idle. A report taken over while it was in fact still being sent is harmless: reports
+    are idempotent (see the module's docstring).
+    """
+
+    def get_heartbeat_ttl(self, job: RQJob, working_time: float = 0.0) -> int:
+        return int(job.timeout or REPORT_TIMEOUT_SECONDS) + HEARTBEAT_GRACE_SECONDS
+
+
 def reporter(redis: Redis) -> SimpleWorker:
     """The RQ worker of ``slipway reporter``: reads reports as JSON (never a pickle) and
-    calls :func:`deliver` only."""
-    return SimpleWorker([keys.STATUS_QUEUE], connection=redis, job_class=ReportJob,
-                        serializer=keys.RQ_SERIALIZER)
+    calls :func:`deliver` only. Run two or more: any of them may die at any moment."""
+    return ReporterWorker([keys.STATUS_QUEUE], connection=redis, job_class=ReportJob,
+                          serializer=keys.RQ_SERIALIZER, worker_ttl=MAINTENANCE_SECONDS + 15,
+                          maintenance_interval=MAINTENANCE_SECONDS)
 
 
 def deliver(build_id: int, job_id: int | None = None) -> list[str]:

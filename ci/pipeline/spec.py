@@ -127,11 +127,14 @@ class Event:
     #: When it happened (seconds since the epoch, the runner's clock).
     at: float
     data: dict[str, Any] = field(default_factory=dict)
+    #: Its place among the events of its attempt: 1, 2, 3, … as the runner sent them, so
+    #: that recorders reading one stream side by side apply each once and in order.
+    seq: int = 0
 
     def to_json(self) -> str:
         return json.dumps(
             {"type": self.type.value, "job_id": self.job_id, "attempt": self.attempt,
-             "at": self.at, "data": self.data}
+             "seq": self.seq, "at": self.at, "data": self.data}
         )
 
     @classmethod
@@ -143,4 +146,5 @@ class Event:
             attempt=int(raw["attempt"]),
             at=float(raw["at"]),
             data=dict(raw.get("data") or {}),
+            seq=int(raw.get("seq") or 0),
         )

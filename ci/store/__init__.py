@@ -3,6 +3,7 @@
 ``db`` makes engines and sessions and migrates the schema, ``models`` holds the
 tables, ``queries`` every read and write the rest of Slipway asks for by function,
 ``intake`` the webhook's few statements on bare cursors (compiled by ``rawsql``),
+``attempts`` the conditional updates that let several processes act on jobs at once,
 ``migrations`` the Alembic revisions. Other packages call ``store.get_repo(session,
 …)`` and never build a query or open an ORM session themselves; callers decide the
 transaction (``session.commit()``).
@@ -11,6 +12,7 @@ May import: SQLAlchemy, Alembic, ``ci.pipeline``, ``ci.forges`` (its pure parser
 types). Nothing that imports ``ci.store`` back.
 """
 
+from ci.store.attempts import *  # noqa: F401,F403 — the facade: ``store.take_event_turn``
 from ci.store.db import Session, Sessions  # noqa: F401 — for type hints elsewhere
 from ci.store.intake import *  # noqa: F401,F403 — the facade: ``store.create_build``
 from ci.store.queries import *  # noqa: F401,F403 — the facade: ``store.get_repo``, …

@@ -4,7 +4,14 @@ SQLite is the embedded default: it runs in WAL mode so pages can be read while
 webhooks write. Sessions that write (webhooks, the recorder, the CLI) begin
 ``IMMEDIATE`` so that concurrent writers queue on ``busy_timeout`` instead of
 failing when a read turns into a write; sessions that only read begin deferred
-and never block a writer. PostgreSQL needs none of that and gets none of it.
+and never block a writer.
+
+PostgreSQL keeps that one guarantee the services are written against: write sessions
+run one at a time (each takes the same transaction-level advisory lock as it begins),
+so reading rows and then writing what follows from them (a job finished, hence the
+build) needs no row locks there either. The webhook's own writes (``raw_write``) take
+no such lock on PostgreSQL: they are atomic statements, and the increment of the
+repository's build number locks the one row that concurrent webhooks share.
 """
 
 from __future__ import annotations
@@ -33,10 +40,16 @@ Unavailable = OperationalError
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Each SQLite database's writer lock, by the pool of the engine that opened it.
 _WRITER_LOCKS: weakref.WeakKeyDictionary[Pool, WriterLock] = weakref.WeakKeyDictionary()
+#: The execution option that marks a connection's transactions as writing.
+WRITES = "slipway_writes"
+#: The PostgreSQL advisory lock that write sessions queue for ("slipway" in ASCII).
+WRITER_LOCK_KEY = 0x736C6970776179
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine for ``url``, tuned for SQLite when it is one."""
+    """Create an engine for ``url``, tuned for SQLite or PostgreSQL."""
+    if url.startswith("postgresql"):
+        return _postgresql_engine(url)
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     database = url.split("///", 1)[-1]
@@ -61,11 +74,11 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        if mode == "IMMEDIATE" and writers is not None:
+        writes = connection.get_execution_options().get(WRITES, False)
+        if writes and writers is not None:
             writers.acquire()
             connection.info["holds_writer_lock"] = True
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN DEFERRED")
 
     @event.listens_for(engine, "engine_disposed")
     def _on_dispose(_engine) -> None:
@@ -77,6 +90,19 @@ def make_engine(url: str) -> Engine:
     def _on_end(connection) -> None:
         if connection.info.pop("holds_writer_lock", False):
             writers.release()
+
+    return engine
+
+
+def _postgresql_engine(url: str) -> Engine:
+    """An engine whose write transactions queue for one advisory lock (see above)."""
+    engine = create_engine(url, pool_pre_ping=True)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        if connection.get_execution_options().get(WRITES, False):
+            # Released by the transaction's commit or rollback, whatever ends it.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})")
 
     return engine
 
@@ -118,11 +144,12 @@ def make_sessionmaker(engine: Engine, writes: bool = False) -> Sessions:
     """Sessions keep loaded objects usable after commit (views render after committing).
 
     Args:
-        writes: the sessions will write; on SQLite they take the write lock when
-            their transaction begins rather than when the first write comes.
+        writes: the sessions will write; they take the write lock (SQLite's, or the
+            advisory lock on PostgreSQL) when their transaction begins rather than
+            when the first write comes.
     """
     if writes:
-        engine = engine.execution_options(sqlite_begin="IMMEDIATE")
+        engine = engine.execution_options(**{WRITES: True})
     return sessionmaker(engine, expire_on_commit=False)
 
 
@@ -171,6 +198,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` with Alembic; safe to run on every start."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as connection:
+    with engine.execution_options(**{WRITES: True}).begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

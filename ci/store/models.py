@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column, relationship
 
 from ci.pipeline.status import Status
@@ -49,7 +49,7 @@ class Repo(Base):
     #: Resource limits of this repository's jobs, when they differ from the defaults;
     #: never above the administrator's maxima (``ci.accounts.job_limits``).
     job_memory: Mapped[str | None] = mapped_column(String(20))
-    job_cpus: Mapped[float | None]
+    job_cpus: Mapped[float | None] = mapped_column(Float)  # as migration 0006 made it
     job_pids: Mapped[int | None]
 
     builds: Mapped[list[Build]] = relationship(back_populates="repo", cascade="all, delete-orphan",
@@ -117,6 +117,10 @@ class Job(Base):
     allow_failure: Mapped[bool] = mapped_column(default=False)
     status: Mapped[Status] = mapped_column(String(20), default=Status.QUEUED)
     attempt: Mapped[int] = mapped_column(default=1)
+    #: The sequence number of the last runner event of this attempt that was applied.
+    event_seq: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: How many times the runner running this job was lost; one loss is retried.
+    runner_losses: Mapped[int] = mapped_column(default=0, server_default="0")
     image: Mapped[str | None] = mapped_column(String(255))
     runner: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)

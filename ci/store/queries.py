@@ -46,7 +46,6 @@ __all__ = [
     "UnfinishedJob",
     "unfinished_jobs",
     "get_jobs",
-    "mark_enqueued",
     "start_job",
     "plan_steps",
     "plan_build",
@@ -242,11 +241,6 @@ def get_jobs(session: Session, ids: list[int]) -> list[Job]:
     return [found[job_id] for job_id in ids if job_id in found]
 
 
-def mark_enqueued(session: Session, job: Job, attempt: int) -> None:
-    job.attempt = attempt
-    job.enqueued_at = utcnow()
-
-
 def start_job(session: Session, job: Job, at: datetime, runner: str) -> None:
     job.status = Status.RUNNING
     job.started_at = job.started_at or at
@@ -344,6 +338,7 @@ def reset_failed_jobs(session: Session, build: Build) -> list[Job]:
              if job.status in (Status.FAILED, Status.ERRORED, Status.CANCELED)]
     for job in rerun:
         job.attempt += 1
+        job.event_seq = job.runner_losses = 0
         job.status = Status.QUEUED
         job.error = job.started_at = job.finished_at = job.runner = None
         job.log_archived = False

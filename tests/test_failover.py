@@ -1,0 +1,270 @@
+"""No single process the builds depend on: two recorders and two reporters, as real
+processes on the test's Redis and database; one of each is killed with SIGKILL while it
+holds work, and every event is still applied once and in order, every status sent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from redis.exceptions import ResponseError
+from rq import Queue
+from sqlalchemy import select
+
+from ci import store
+from ci.builds import dispatch, service
+from ci.builds import recorder as recorder_module
+from ci.builds.recorder import Recorder
+from ci.forges import statuses
+from ci.forges.types import Trigger
+from ci.pipeline import keys
+from ci.pipeline.spec import Event, EventType
+from ci.store.models import Job, Step
+from runners.publisher import Publisher
+from tests.conftest import IMAGE, SECRET, SLIPWAY, post_hook, push_payload, wait_for
+
+JOBS = 8
+STEPS = ("install", "lint", "test")
+
+
+class HeldForge:
+    """A GitHub status API that holds requests while :attr:`holding` is set, so that a test
+    can kill a reporter in the middle of one; records the statuses it answered."""
+
+    def __init__(self) -> None:
+        self.answered: list[dict] = []
+        self.held = 0
+        self.holding = threading.Event()
+        self.released = threading.Event()
+        forge = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if forge.holding.is_set():
+                    forge.held += 1
+                    forge.released.wait(60)
+                try:
+                    self.send_response(201)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                except BrokenPipeError:  # the reporter was killed while waiting
+                    return
+                forge.answered.append({"sha": self.path.rsplit("/", 1)[-1], **body})
+
+            def log_message(self, *args) -> None:
+                """Quiet: the test asserts on what was answered instead."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def last_state(self, sha: str, context: str) -> str | None:
+        states = [s["state"] for s in self.answered if s["sha"] == sha and s["context"] == context]
+        return states[-1] if states else None
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def forge():
+    api = HeldForge()
+    yield api
+    api.close()
+
+
+def start(role: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("w") as output:
+        return subprocess.Popen([SLIPWAY, role], env=env, stdout=output,
+                                stderr=subprocess.STDOUT)
+
+
+def consumers(redis_client) -> list[dict]:
+    try:
+        return redis_client.xinfo_consumers(keys.EVENTS_STREAM, keys.RECORDER_GROUP)
+    except ResponseError:  # no stream yet: the recorders are starting
+        return []
+
+
+def blocked_reading(redis_client, pid: int, redis_port: int) -> bool:
+    """Whether process ``pid`` is blocked in a read of the events stream, as Redis sees it:
+    a client from one of its sockets (``ss`` names the process) waiting in XREADGROUP."""
+    listing = subprocess.run(["ss", "-tnpH", "state", "established", "dport", f"= :{redis_port}"],
+                             capture_output=True, text=True, check=True).stdout
+    ports = {int(line.split()[2].rsplit(":", 1)[1]) for line in listing.splitlines()
+             if f"pid={pid}," in line}
+    return any(client["cmd"] == "xreadgroup" and "b" in client["flags"]
+               and int(client["addr"].rsplit(":", 1)[1]) in ports
+               for client in redis_client.client_list())
+
+
+def pending_of(redis_client, consumer: str) -> int:
+    return len(redis_client.xpending_range(keys.EVENTS_STREAM, keys.RECORDER_GROUP, "-", "+",
+                                           1000, consumername=consumer))
+
+
+def run_jobs(redis_client, specs) -> None:
+    """What the jobs' runners send, interleaved: every job's events, numbered, with a lease."""
+    publishers = [Publisher(redis_client, spec) for spec in specs]
+    for publisher in publishers:
+        assert publisher.claim() is None
+        publisher.keep_lease(lambda: None)
+        publisher.event(EventType.JOB_STARTED, runner="runner-1")
+        publisher.event(EventType.STEPS_PLANNED, steps=list(STEPS), image=IMAGE)
+    for index, name in enumerate(STEPS):
+        for publisher in publishers:
+            publisher.step_started(index, name)
+            publisher.event(EventType.STEP_FINISHED, step=index, status="passed", exit_code=0)
+    for publisher in publishers:
+        publisher.finished("passed", None)
+        assert publisher.wait_sent()
+        publisher.release()
+
+
+def test_two_recorders_and_two_reporters_survive_a_sigkill_of_one_of_each(
+        session, resources, redis_client, git_repo, forge, tmp_path):
+    settings = resources.settings
+    repo = store.add_repo(session, "octo/project", "github", str(git_repo.path), SECRET)
+    statuses.set_forge_access(session, settings, repo, "t0ken", forge.url)
+    session.commit()
+    env = {**os.environ, "SLIPWAY_DATABASE_URL": settings.database_url,
+           "SLIPWAY_REDIS_URL": settings.redis_url, "SLIPWAY_DATA_DIR": str(settings.data_dir),
+           "SLIPWAY_BASE_URL": "http://ci.test"}
+    recorders = [start("recorder", env, tmp_path / f"recorder-{n}.log") for n in (1, 2)]
+    reporters = [start("reporter", env, tmp_path / f"reporter-{n}.log") for n in (1, 2)]
+    try:
+        builds = []
+        for number in range(JOBS):
+            trigger = Trigger(repo=repo.full_name, event="push", ref="refs/heads/main",
+                              sha=f"{number:040x}", branch="main", message="change")
+            builds.append(service.accept(session, redis_client, settings, repo, trigger).build)
+        specs = [dispatch.job_spec(settings, repo, build, build.jobs[0], 1) for build in builds]
+
+        # A recorder stopped while blocked reading the stream still gets entries (Redis answers
+        # its read, in turn with the other): once it holds some, it dies without acknowledging.
+        victim = recorders[0]
+        redis_port = urlsplit(settings.redis_url).port
+        wait_for(lambda: len(consumers(redis_client)) == 2
+                 and blocked_reading(redis_client, victim.pid, redis_port))
+        victim.send_signal(signal.SIGSTOP)
+        victim_name = next(c["name"] for c in consumers(redis_client)
+                           if c["name"].endswith(f"-{victim.pid}".encode()))
+        # Both reporters now hold a report the forge does not answer; one of them dies.
+        forge.holding.set()
+        runner = threading.Thread(target=run_jobs, args=(redis_client, specs))
+        runner.start()
+        wait_for(lambda: forge.held >= 2, timeout=30)
+        reporters[0].send_signal(signal.SIGKILL)
+        reporters[0].wait()
+        forge.holding.clear()
+        forge.released.set()
+        runner.join(timeout=60)
+        held = pending_of(redis_client, victim_name)
+        assert held > 0, "the stopped recorder should hold unacknowledged events"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+
+        def all_recorded() -> bool:
+            session.rollback()
+            return all(job.status == "passed" and job.event_seq == 3 + 2 * len(STEPS)
+                       for job in session.scalars(select(Job)))
+
+        # Its events are taken over after CLAIM_IDLE_MS, at the survivor's next reconcile.
+        wait_for(all_recorded, timeout=60, interval=0.2)
+        for job in session.scalars(select(Job)):
+            steps = session.scalars(select(Step).where(Step.job_id == job.id)
+                                    .order_by(Step.number)).all()
+            assert [(s.name, s.status) for s in steps] == [(n, "passed") for n in STEPS]
+            assert all(s.started_at <= s.finished_at for s in steps)
+            assert job.build.status == "passed"
+        assert redis_client.xlen(keys.EVENTS_DEAD_STREAM) == 0
+        pending = redis_client.xpending(keys.EVENTS_STREAM, keys.RECORDER_GROUP)["pending"]
+        assert pending == 0
+
+        # The dead reporter's report is handed to the other once its heartbeat expires.
+        wait_for(lambda: all(forge.last_state(build.sha, "slipway") == "success"
+                             for build in builds),
+                 timeout=statuses.REPORT_TIMEOUT_SECONDS + 40, interval=0.5)
+        queue = Queue(keys.STATUS_QUEUE, connection=redis_client, serializer=keys.RQ_SERIALIZER)
+        wait_for(lambda: not queue.started_job_registry.get_job_ids() and queue.is_empty(),
+                 timeout=statuses.REPORT_TIMEOUT_SECONDS + 40, interval=0.5)
+        # The killed reporter's report was run again by the other, not given up.
+        assert queue.failed_job_registry.get_job_ids() == []
+    finally:
+        for process in recorders + reporters:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.kill()
+            process.wait()
+    survivor_log = (tmp_path / "recorder-2.log").read_text()
+    # Events waited for their turn; none was applied out of order after giving up on one.
+    assert "never came" not in survivor_log
+    print(f"\nrecorder killed holding {held} events; {len(forge.answered)} statuses answered")
+
+
+def numbered(job: Job, seq: int, kind: EventType, **data) -> dict[str, str]:
+    event = Event(type=kind, job_id=job.id, attempt=job.attempt, at=time.time(), data=data,
+                  seq=seq)
+    return {"e": event.to_json()}
+
+
+def test_events_wait_for_their_turn_and_a_redelivery_changes_nothing(
+        session, registered, client, redis_client, resources, monkeypatch):
+    post_hook(client, push_payload("octo/project", "a" * 40))
+    job = session.scalar(select(Job))
+    recorder = Recorder(resources.write_sessions, redis_client, resources.settings)
+    events = [numbered(job, 1, EventType.JOB_STARTED, runner="r1"),
+              numbered(job, 2, EventType.STEPS_PLANNED, steps=["test"], image=IMAGE),
+              numbered(job, 3, EventType.STEP_STARTED, step=0),
+              numbered(job, 4, EventType.STEP_FINISHED, step=0, status="passed", exit_code=0),
+              numbered(job, 5, EventType.JOB_FINISHED, status="passed", error=None)]
+
+    # Seen before the events they follow, the step's events wait.
+    for fields in events[2:4]:
+        redis_client.xadd(keys.EVENTS_STREAM, fields)
+    assert recorder.drain() == 0
+    session.rollback()
+    assert (job.status, job.event_seq) == ("queued", 0)
+    for fields in events[:2]:
+        redis_client.xadd(keys.EVENTS_STREAM, fields)
+    assert recorder.drain() == 4
+    session.rollback()
+    assert (job.status, job.event_seq, job.steps[0].status) == ("running", 4, "passed")
+
+    # Read twice (its recorder died before acknowledging it): applied once.
+    redis_client.xadd(keys.EVENTS_STREAM, events[1])
+    assert recorder.drain() == 1
+    session.rollback()
+    assert [step.name for step in job.steps] == ["test"]
+    assert job.event_seq == 4
+
+    # An event of an attempt that is not the job's current one is ignored.
+    stale = numbered(job, 5, EventType.JOB_FINISHED, status="failed", error=None)
+    stale["e"] = stale["e"].replace('"attempt": 1', '"attempt": 0')
+    redis_client.xadd(keys.EVENTS_STREAM, stale)
+    assert recorder.drain() == 1
+    session.rollback()
+    assert job.status == "running"
+
+    # An earlier event that never comes is given up after GAP_WAIT_SECONDS.
+    monkeypatch.setattr(recorder_module, "GAP_WAIT_SECONDS", 0.2)
+    redis_client.xadd(keys.EVENTS_STREAM, numbered(job, 6, EventType.JOB_FINISHED,
+                                                   status="passed", error=None))
+    assert recorder.drain() == 0
+    wait_for(lambda: recorder.drain() == 1, timeout=5)
+    session.rollback()
+    assert (job.status, job.event_seq) == ("passed", 6)
+    assert redis_client.xpending(keys.EVENTS_STREAM, keys.RECORDER_GROUP)["pending"] == 0

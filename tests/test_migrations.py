@@ -1,0 +1,82 @@
+"""Migrations on SQLite and PostgreSQL: from an empty database and from every earlier
+revision, an upgrade ends at exactly the schema a new installation gets, and that
+schema is the models' own."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from ci.store import db
+from ci.store.models import Base
+
+
+def revisions() -> list[str]:
+    """Every revision, oldest first: whatever revisions exist when the tests run."""
+    config = Config()
+    config.set_main_option("script_location", str(db.MIGRATIONS))
+    return [script.revision
+            for script in reversed(list(ScriptDirectory.from_config(config).walk_revisions()))]
+
+
+REVISIONS = revisions()
+
+
+def schema(url: str) -> dict[str, dict]:
+    """Tables with their columns, keys, constraints and indexes, as the database reports."""
+    engine = db.make_engine(url)
+    inspector = inspect(engine)
+    tables = {}
+    for table in sorted(inspector.get_table_names()):
+        tables[table] = {
+            "columns": [(column["name"], str(column["type"]), column["nullable"],
+                         column.get("default")) for column in inspector.get_columns(table)],
+            "primary key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "foreign keys": sorted(
+                (tuple(key["constrained_columns"]), key["referred_table"],
+                 tuple(key["referred_columns"]), key["options"].get("ondelete"))
+                for key in inspector.get_foreign_keys(table)),
+            "unique": sorted(tuple(unique["column_names"])
+                             for unique in inspector.get_unique_constraints(table)),
+            "indexes": sorted((index["name"], tuple(index["column_names"]), index["unique"])
+                              for index in inspector.get_indexes(table)),
+        }
+    engine.dispose()
+    return tables
+
+
+def upgraded(url: str, *revisions: str) -> str:
+    engine = db.make_engine(url)
+    for revision in revisions:
+        db.upgrade(engine, revision)
+    engine.dispose()
+    return url
+
+
+def test_there_are_revisions_to_test():
+    assert REVISIONS[0] == "0001" and len(REVISIONS) >= 7
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_upgrading_from_each_revision_ends_at_the_schema_of_a_new_installation(
+        new_database, revision):
+    fresh = schema(upgraded(new_database(migrated=False), "head"))
+
+    assert schema(upgraded(new_database(migrated=False), revision, "head")) == fresh
+    assert {"repos", "builds", "jobs", "steps", "users", "alembic_version"} <= set(fresh)
+
+
+def test_a_new_installation_has_the_models_schema(new_database):
+    engine = db.make_engine(upgraded(new_database(migrated=False), "head"))
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection)
+        differences = compare_metadata(context, Base.metadata)
+        revision = context.get_current_revision()
+    engine.dispose()
+
+    assert differences == []
+    assert revision == REVISIONS[-1]
