@@ -100,14 +100,15 @@ def consumers(redis_client) -> list[dict]:
 
 
 def blocked_reading(redis_client, pid: int, redis_port: int) -> bool:
-    """Whether process ``pid`` is blocked in a read of the events stream, as Redis sees it:
-    a client from one of its sockets (``ss`` names the process) waiting in XREADGROUP."""
+    """Whether process ``pid`` has just blocked in a read of the events stream, as Redis sees
+    it: a client from one of its sockets (``ss`` names the process) waiting in XREADGROUP
+    for less than a second, so that its read lasts seconds more."""
     listing = subprocess.run(["ss", "-tnpH", "state", "established", "dport", f"= :{redis_port}"],
                              capture_output=True, text=True, check=True).stdout
     ports = {int(line.split()[2].rsplit(":", 1)[1]) for line in listing.splitlines()
              if f"pid={pid}," in line}
     return any(client["cmd"] == "xreadgroup" and "b" in client["flags"]
-               and int(client["addr"].rsplit(":", 1)[1]) in ports
+               and int(client["idle"]) == 0 and int(client["addr"].rsplit(":", 1)[1]) in ports
                for client in redis_client.client_list())
 
 
@@ -158,7 +159,7 @@ def test_two_recorders_and_two_reporters_survive_a_sigkill_of_one_of_each(
         victim = recorders[0]
         redis_port = urlsplit(settings.redis_url).port
         wait_for(lambda: len(consumers(redis_client)) == 2
-                 and blocked_reading(redis_client, victim.pid, redis_port))
+                 and blocked_reading(redis_client, victim.pid, redis_port), interval=0.01)
         victim.send_signal(signal.SIGSTOP)
         victim_name = next(c["name"] for c in consumers(redis_client)
                            if c["name"].endswith(f"-{victim.pid}".encode()))
