@@ -269,3 +269,34 @@ def test_events_wait_for_their_turn_and_a_redelivery_changes_nothing(
     session.rollback()
     assert (job.status, job.event_seq) == ("passed", 6)
     assert redis_client.xpending(keys.EVENTS_STREAM, keys.RECORDER_GROUP)["pending"] == 0
+
+
+def test_reconcilers_racing_enqueue_each_lost_job_once(
+        session, registered, client, redis_client, resources):
+    from ci.store.models import utcnow
+
+    for index in range(40):
+        post_hook(client, push_payload("octo/project", "c" * 40, message=f"change {index}"))
+    jobs = list(session.scalars(select(Job).order_by(Job.id)))
+    for job in jobs:
+        job.enqueued_at = utcnow() - dispatch.REQUEUE_GRACE * 2
+    session.commit()
+    redis_client.flushdb()  # Redis lost everything: every job must be enqueued again
+
+    results = []
+
+    def reconcile() -> None:
+        with resources.write_sessions() as own:
+            results.append(dispatch.reconcile(own, redis_client, resources.settings))
+
+    racers = [threading.Thread(target=reconcile) for _ in range(4)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(timeout=60)
+    requeued = [job_id for result in results for job_id in result.requeued]
+    assert sorted(requeued) == [job.id for job in jobs]  # each by exactly one of them
+    session.expire_all()
+    assert {job.attempt for job in jobs} == {2}
+    queue = Queue(keys.JOBS_QUEUE, connection=redis_client, serializer=keys.RQ_SERIALIZER)
+    assert sorted(queue.get_job_ids()) == sorted(keys.rq_job_id(job.id, 2) for job in jobs)
