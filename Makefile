@@ -22,8 +22,9 @@ run: venv
 	echo "Slipway runs at $$SLIPWAY_BASE_URL (Ctrl-C stops it)" && \
 	$(VENV)/bin/honcho start -f Procfile --port "$${PORT:-8000}"
 
+# The tests and the bench start Redis servers of their own; they need the Docker engine.
 test: venv postgresql
-	$(SLIPWAY) bootstrap
+	$(SLIPWAY) bootstrap --without-redis
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Tests that touch SQL run on SQLite and on a PostgreSQL server the test session starts
@@ -40,7 +41,7 @@ postgresql:
 	fi
 
 bench: venv
-	$(SLIPWAY) bootstrap
+	$(SLIPWAY) bootstrap --without-redis
 	$(VENV)/bin/python -m tests.bench
 
 venv: $(INSTALLED)

@@ -25,7 +25,7 @@ from ci.cli.bootstrap import (
 from ci.settings import load_settings
 from runners.images import IMAGES, ensure_image, image_exists
 from runners.settings import load_runner_settings
-from tests.conftest import free_port, wait_for
+from tests.conftest import SLIPWAY, free_port, wait_for
 
 DEFAULT_IMAGE = "slipway/python:3.11"
 PASSWORD = "hunter2-correct-horse"
@@ -247,3 +247,19 @@ def test_ensure_image_builds_an_image_no_registry_has(
     assert output.endswith(b"C.UTF-8\n")
     assert "debootstrap: I: Base system installed successfully." in progress
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.docker
+def test_bootstrap_without_redis_leaves_redis_alone(tmp_path: Path, docker_client) -> None:
+    # The tests' own bootstrap: another checkout's Redis, with a password this data folder
+    # does not know, may hold the port; Docker and the image are all the tests need.
+    port = free_port()
+    env = {**os.environ, "SLIPWAY_DATA_DIR": str(tmp_path / "data")}
+    env["SLIPWAY_REDIS_URL"] = f"redis://:unknown@127.0.0.1:{port}/0"
+    done = subprocess.run([SLIPWAY, "bootstrap", "--without-redis"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "redis" not in done.stdout.lower()
+    assert not (tmp_path / "data" / "run" / "redis.pid").exists()
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=port, socket_connect_timeout=1).ping()

@@ -367,7 +367,9 @@ def db_copy(source: str, target: str) -> None:
 
 @main.command()
 @click.option("--stop", is_flag=True, help="Stop the services an earlier bootstrap started.")
-def bootstrap(stop: bool) -> None:
+@click.option("--without-redis", is_flag=True,
+              help="Leave Redis alone: the tests and the benchmarks start servers of their own.")
+def bootstrap(stop: bool, without_redis: bool) -> None:
     """Make sure Redis, the Docker engine and the default build image are there."""
     from ci.cli import bootstrap as services
 
@@ -381,17 +383,16 @@ def bootstrap(stop: bool) -> None:
         for line in services.stop_started(run_dir):
             click.echo(line)
         return
-    if not os.environ.get("SLIPWAY_REDIS_URL"):
+    if not without_redis and not os.environ.get("SLIPWAY_REDIS_URL"):
         # The local Redis asks for a password kept in the data folder; settings read it.
         made = services.keep_redis_password(settings.data_dir)
         if made:
             click.echo(made)
         settings = load_settings()
     try:
-        for message in (services.ensure_redis(settings.redis_url, run_dir),
-                        services.ensure_docker(run_dir)):
-            if message:
-                click.echo(message)
+        if not without_redis:
+            _echo_if(services.ensure_redis(settings.redis_url, run_dir))
+        _echo_if(services.ensure_docker(run_dir))
     except services.BootstrapError as exc:
         raise click.ClickException(str(exc)) from None
     from runners import images as image_builder
@@ -401,6 +402,11 @@ def bootstrap(stop: bool) -> None:
     else:
         click.echo(f"{settings.default_image} is not one Slipway can build; the runner "
                    "pulls it when a job needs it")
+
+
+def _echo_if(message: str | None) -> None:
+    if message:
+        click.echo(message)
 
 
 main.add_command(repos.secret)
