@@ -54,6 +54,8 @@ class Publisher:
         self._retrying = False
         self._lost = 0
         self._events = 0
+        #: Set once a newer attempt of the job was found to have replaced this one.
+        self._replaced = False
 
     def claim(self) -> str | None:
         """Take the job's lease; returns why not when this attempt must not run."""
@@ -216,6 +218,8 @@ class Publisher:
         """Append entries (stream, fields, maxlen) to their streams, in order, in one round
         trip; while Redis is away they wait in the outbox for the retry thread."""
         with self._outbox_lock:
+            if self._replaced:
+                entries = tuple(entry for entry in entries if entry[0] == keys.EVENTS_STREAM)
             for entry in entries:
                 self._hold(entry)
             if self._retrying:
@@ -260,9 +264,28 @@ class Publisher:
             while self._outbox:
                 self._outbox_lock.wait(RETRY_SECONDS)
                 try:
+                    self._drop_log_if_replaced()
                     self._flush()
                 except RedisError:
                     continue
             self._retrying = False
         log.info("job %s: Redis answers again; the held entries were sent", self.spec.job_id)
+
+    def _drop_log_if_replaced(self) -> None:
+        """After an outage, keep this attempt's held log lines out of a newer attempt's log.
+
+        While this runner could not reach Redis (its host cut off, say), its lease may have
+        expired and the job gone to another runner as a new attempt, whose log is the job's
+        live log now. Held events still go: the recorder ignores an old attempt's. From then
+        on this attempt's log lines are dropped; its lease watch stops the job soon after.
+        """
+        current = self.redis.get(keys.current_attempt(self.spec.job_id))
+        if self._replaced or current is None or int(current) <= self.spec.attempt:
+            return
+        self._replaced = True
+        held = len(self._outbox)
+        self._outbox = deque(entry for entry in self._outbox if entry[0] == keys.EVENTS_STREAM)
+        log.warning("job %s: attempt %s replaced attempt %s while Redis was away; %d held log "
+                    "entries dropped", self.spec.job_id, int(current), self.spec.attempt,
+                    held - len(self._outbox))
 

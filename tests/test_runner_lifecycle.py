@@ -22,7 +22,10 @@ from sqlalchemy import select
 
 from ci.builds.recorder import Recorder
 from ci.pipeline import keys
+from ci.pipeline.logformat import OUT, LogEntry
+from ci.pipeline.spec import Event, EventType, JobSpec
 from ci.store.models import Job
+from runners.publisher import Publisher
 from runners.settings import RunnerSettings
 from tests.conftest import IMAGE, SLIPWAY, free_port, log_of, post_hook, push_payload, wait_for
 
@@ -237,3 +240,32 @@ def test_a_build_runs_through_a_redis_restart_to_its_real_result(
     assert (job.status, job.error) == ("passed", None)
     text = log_of(resources, job)
     assert "before" in text and "during" in text and "after" in text
+
+
+def test_log_lines_held_through_an_outage_stay_out_of_a_newer_attempts_log(
+        redis_server, redis_client):
+    spec = JobSpec(job_id=9, attempt=1, build_id=1, repo="octo/project", clone_url="x",
+                   sha="0" * 40, ref="refs/heads/main", event="push")
+    runner_redis = Redis.from_url(redis_server.url, socket_timeout=2, socket_connect_timeout=1)
+    publisher = Publisher(runner_redis, spec)
+    publisher.log(OUT, 0, "attempt 1, before the outage\n")
+    # The runner's host is cut off: what it prints waits in its outbox.
+    redis_server.stop()
+    publisher.log(OUT, 0, "attempt 1, held\n")
+    publisher.event(EventType.STEP_FINISHED, step=0, status="passed", exit_code=0)
+    # Meanwhile the server gave the job to another runner, as attempt 2.
+    redis_server.start()
+    redis_client.connection_pool.disconnect()
+    redis_client.delete(keys.log_stream(9))
+    redis_client.set(keys.current_attempt(9), 2)
+    redis_client.xadd(keys.log_stream(9), LogEntry("", OUT, 0, "attempt 2\n").to_fields())
+
+    assert publisher.wait_sent(timeout=30)
+    publisher.log(OUT, 0, "attempt 1, after the outage\n")
+    publisher.wait_sent(timeout=30)
+    runner_redis.close()
+    lines = [fields[b"d"] for _id, fields in redis_client.xrange(keys.log_stream(9))]
+    assert lines == [b"attempt 2\n"]
+    # Its event still goes: the recorder ignores an old attempt's events by itself.
+    [(_id, fields)] = redis_client.xrange(keys.EVENTS_STREAM)
+    assert Event.from_json(fields[b"e"]).attempt == 1
