@@ -257,7 +257,7 @@ def restart(full_name: str, number: int, failed: bool) -> None:
 
 @main.command()
 def recorder() -> None:
-    """Apply runner events to the database and reconcile the queue (run one)."""
+    """Apply runner events to the database and reconcile the queue (run one or more)."""
     from ci.builds.recorder import Recorder
 
     ctx = _context()
