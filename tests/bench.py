@@ -56,12 +56,12 @@ from runners.docker_executor import LABEL, LABEL_INSTANCE
 from runners.settings import RunnerSettings
 from tests import bench_scaling
 from tests.polling import wait_for
+from tests.procfile import read_procfile
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PUSH_FIXTURE = ROOT / "tests" / "fixtures" / "webhooks" / "github" / "push.branch.json"
 REPORT = ROOT / "docs" / "benchmarks.md"
-PROCFILE = ROOT / "Procfile"
 PUBLIC_BIND = "--bind 0.0.0.0:"
 LOOPBACK_BIND = "--bind 127.0.0.1:"
 
@@ -212,11 +212,7 @@ def procfile() -> dict[str, str]:
     The bench runs the Procfile's own command lines, so that what it measures is
     what ``make run`` deploys, including any process added later.
     """
-    processes = {}
-    for line in PROCFILE.read_text().splitlines():
-        name, colon, command = line.partition(":")
-        if colon and name.strip() and not line.lstrip().startswith("#"):
-            processes[name.strip()] = command.strip()
+    processes = read_procfile()
     for name in ("web", "recorder", "worker"):
         if name not in processes:
             raise BenchError(f"the Procfile has no {name!r} process")

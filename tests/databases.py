@@ -26,14 +26,18 @@ _FAST = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_wri
          "-c", "max_connections=300"]
 
 
-def _binaries() -> Path:
+class PostgresMissing(RuntimeError):
+    """PostgreSQL's server programs are not installed on this machine."""
+
+
+def postgres_binaries() -> Path:
     """Where Debian's packages put ``initdb`` and ``pg_ctl`` (the newest version)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
                    key=lambda path: int(Path(path).parts[-3]))
     if not found and shutil.which("initdb"):
         return Path(shutil.which("initdb")).parent
     if not found:
-        raise RuntimeError("PostgreSQL is not installed: run `make test`, which installs it "
+        raise PostgresMissing("PostgreSQL is not installed: run `make test`, which installs it "
                            "(package postgresql), or set SLIPWAY_TEST_DATABASE_URL to a server")
     return Path(found[-1]).parent
 
@@ -45,7 +49,7 @@ class LocalServer:
         self.port = port
         # Under /tmp itself: pytest's own temporary folders are closed to other users.
         self.directory = Path(tempfile.mkdtemp(prefix="slipway-postgres-"))
-        self._bin = _binaries()
+        self._bin = postgres_binaries()
 
     def _run(self, *command: str) -> None:
         as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []

@@ -13,9 +13,6 @@ host reads at the same path. Used by ``tests/test_topology.py`` and ``make bench
 
 from __future__ import annotations
 
-import glob
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -33,20 +30,22 @@ from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 from rq import Worker
 
+from ci.pipeline.status import Status
 from runners.docker_executor import LABEL_INSTANCE
 from runners.settings import RunnerSettings
+from tests.conftest import push_payload, sign
+from tests.databases import PostgresMissing, postgres_binaries
 from tests.polling import wait_for
+from tests.procfile import read_procfile
 from tests.topology import ROOT, Host, Network, TopologyError, engine_netns
 
 BIN = ROOT / ".venv" / "bin"
-PUSH_FIXTURE = ROOT / "tests" / "fixtures" / "webhooks" / "github" / "push.branch.json"
 REPO = "topology/sleepy"
 WEBHOOK_SECRET = "topology-secret"
 WEB_PORT = 8000
 REDIS_PORT = 6379
 POSTGRES_PORT = 5432
 START_SECONDS = 60.0
-FINISHED = ("passed", "failed", "errored", "canceled", "skipped")
 
 def pipeline(script: str, image: str) -> str:
     """A ``.slipway.yml`` with one step running ``script`` (quoted: ``true`` is YAML's)."""
@@ -77,35 +76,10 @@ class Repository:
 
 def push_webhook(sha: str) -> tuple[bytes, dict[str, str]]:
     """A signed GitHub push of ``sha`` to :data:`REPO`, with a delivery id of its own."""
-    payload = json.loads(PUSH_FIXTURE.read_bytes())
-    payload["ref"] = "refs/heads/main"
-    payload["after"] = sha
-    payload["repository"]["full_name"] = REPO
-    payload["head_commit"]["id"] = sha
-    body = json.dumps(payload).encode()
-    signature = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    body = push_payload(REPO, sha)
     return body, {"Content-Type": "application/json", "X-GitHub-Event": "push",
                   "X-GitHub-Delivery": str(uuid.uuid4()),
-                  "X-Hub-Signature-256": f"sha256={signature}"}
-
-
-def procfile() -> dict[str, str]:
-    """The Procfile's command lines by process name."""
-    lines = (ROOT / "Procfile").read_text().splitlines()
-    return {name.strip(): command.strip() for name, colon, command
-            in (line.partition(":") for line in lines if not line.lstrip().startswith("#"))
-            if colon and name.strip()}
-
-
-def postgres_binaries() -> Path:
-    """Where Debian's packages put ``initdb`` and ``postgres`` (the newest version)."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                   key=lambda path: int(Path(path).parts[-3]))
-    if found:
-        return Path(found[-1]).parent
-    if shutil.which("initdb"):
-        return Path(shutil.which("initdb")).resolve().parent
-    raise TopologyError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+                  "X-Hub-Signature-256": sign(body, WEBHOOK_SECRET)}
 
 
 class Deployment:
@@ -250,7 +224,10 @@ class Deployment:
         password_file = folder / "password"
         password_file.write_text(self.postgres_password)
         shutil.chown(password_file, "postgres", "postgres")
-        binaries = postgres_binaries()
+        try:
+            binaries = postgres_binaries()
+        except PostgresMissing as exc:
+            raise TopologyError(str(exc)) from None
         as_postgres = ["runuser", "-u", "postgres", "--"]
         subprocess.run([*as_postgres, binaries / "initdb", "-D", folder / "data", "-U",
                         "slipway", f"--pwfile={password_file}", "--auth-local=trust",
@@ -273,7 +250,7 @@ class Deployment:
     def start_web(self, host: Host) -> None:
         """The Procfile's web, recorder and reporter lines on ``host``, each shell line run by
     ``sh`` as honcho does (``exec``: the signals a test sends reach the process itself)."""
-        commands = procfile()
+        commands = read_procfile()
         for role in ("web", "recorder", "reporter"):
             host.start(role, ["sh", "-c", f"exec {commands[role]}"], env=self.web_env(host))
         self._wait_ready(host, "web", lambda: self._web_answers(host), f"{host.name} serving")
@@ -283,7 +260,7 @@ class Deployment:
 
     def start_runner(self, host: Host) -> None:
         """The Procfile's worker line on ``host``; returns once all its slots listen."""
-        host.start("worker", ["sh", "-c", f"exec {procfile()['worker']}"],
+        host.start("worker", ["sh", "-c", f"exec {read_procfile()['worker']}"],
                    env=self.runner_env(host))
         self._wait_ready(host, "worker", lambda: len(self.workers_of(host)) >= self.slots,
                          f"{self.slots} workers of {host.name} registered")
@@ -349,14 +326,14 @@ class Deployment:
         """Wait until every build of ``numbers`` finished; each with its jobs."""
         def finished() -> bool:
             builds = self.builds(host)
-            return all(builds.get(number, {}).get("status") in FINISHED for number in numbers)
+            return all(_finished(builds.get(number, {}).get("status")) for number in numbers)
 
         try:
             wait_for(finished, timeout, interval=0.25, what=f"builds {numbers} finished")
         except AssertionError:
             builds = self.builds(host)
             late = {number: builds.get(number, {}).get("status") for number in numbers
-                    if builds.get(number, {}).get("status") not in FINISHED}
+                    if not _finished(builds.get(number, {}).get("status"))}
             raise AssertionError(f"not finished within {timeout:g}s: {late}") from None
         return {number: self.api(f"/builds/{number}", host) for number in numbers}
 
@@ -393,3 +370,8 @@ def _connects(url: str) -> bool:
             return True
     except psycopg.OperationalError:
         return False
+
+
+def _finished(status: str | None) -> bool:
+    """Whether a build the API lists (``status``, or None when not listed yet) has ended."""
+    return status is not None and Status(status).finished

@@ -13,14 +13,22 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def poll(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> T | None:
+    """Call ``predicate`` until it returns something truthy (returned), or give up at the
+    deadline and return None: for waits whose end is not an error (a grace period)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value or None
+        time.sleep(interval)
+
+
 def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
              what: str = "condition") -> T:
     """Poll ``predicate`` until it returns something truthy (returned), or fail at the
     deadline with an error naming ``what`` was awaited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not met within {timeout:g}s")
+    value = poll(predicate, timeout, interval)
+    if value is None:
+        raise AssertionError(f"{what} not met within {timeout:g}s")
+    return value

@@ -25,7 +25,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import docker
 from docker.errors import APIError, DockerException
 
 from runners.owner import RunnerProcess
+from tests.polling import poll
 
 ROOT = Path(__file__).resolve().parent.parent
 FAMILY = "swt"
@@ -158,9 +158,7 @@ def stop_all(hosts: list[Host], timeout: float = STOP_SECONDS) -> None:
     """Shut ``hosts`` down together; SIGKILL every process of theirs left at the deadline."""
     for host in hosts:
         host.shut_down()
-    deadline = time.monotonic() + timeout
-    while any(host.pids() for host in hosts) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: not any(host.pids() for host in hosts), timeout)
     for host in hosts:
         host.kill()
 
@@ -174,12 +172,15 @@ def _end_all(netns: str, sig: signal.Signals, timeout: float) -> list[int]:
     """Send ``sig`` to every process of ``netns``, again while any is left (a worker pool
     forks new ones), until none is or the deadline passes; returns the ids signalled."""
     signalled: set[int] = set()
-    deadline = time.monotonic() + timeout
-    while (pids := pids_in(netns)) and time.monotonic() < deadline:
+
+    def none_left() -> bool:
+        pids = pids_in(netns)
         for pid in pids:
             _signal(pid, sig)
         signalled.update(pids)
-        time.sleep(0.05)
+        return not pids
+
+    poll(none_left, timeout)
     return sorted(signalled)
 
 

@@ -11,7 +11,6 @@ twice, without a lock server.
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -22,8 +21,6 @@ from ci.store.models import Job, Step, utcnow
 __all__ = [
     "EventTurn",
     "take_event_turn",
-    "JobPosition",
-    "job_position",
     "claim_requeue",
     "claim_retry",
     "claim_loss",
@@ -43,18 +40,6 @@ class EventTurn(enum.Enum):
     STALE = "stale"
 
 
-class JobPosition(NamedTuple):
-    """A job's current attempt and the sequence number of its last applied event."""
-
-    attempt: int
-    event_seq: int
-
-
-def job_position(session: Session, job_id: int) -> JobPosition | None:
-    row = session.execute(select(Job.attempt, Job.event_seq).where(Job.id == job_id)).first()
-    return JobPosition(*row) if row is not None else None
-
-
 def take_event_turn(session: Session, job_id: int, attempt: int, seq: int,
                     force: bool = False) -> EventTurn:
     """Mark event ``seq`` of ``attempt`` applied if it is the next one, and say what it is.
@@ -71,7 +56,8 @@ def take_event_turn(session: Session, job_id: int, attempt: int, seq: int,
     if claimed.rowcount == 1:
         _forget(session, job_id)
         return EventTurn.NOW
-    position = job_position(session, job_id)
+    position = session.execute(
+        select(Job.attempt, Job.event_seq).where(Job.id == job_id)).first()
     if position is None or position.attempt != attempt:
         return EventTurn.STALE
     return EventTurn.DONE if position.event_seq >= seq else EventTurn.LATER
