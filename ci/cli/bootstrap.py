@@ -382,6 +382,9 @@ def _start_dockerd(dockerd: str, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     pid_file = run_dir / "dockerd.pid"
     log_file = run_dir / "dockerd.log"
+    # A pid file left by a dockerd that died with its machine names a process long gone:
+    # read before the new dockerd writes its own, it would count as "exited at once".
+    pid_file.unlink(missing_ok=True)
     with log_file.open("ab") as log:
         subprocess.run(
             ["setsid", "--fork", dockerd, "--pidfile", str(pid_file)],
