@@ -8,7 +8,7 @@ SLIPWAY := $(VENV)/bin/slipway
 # Touched after each install, so pip runs again only when pyproject.toml changes.
 INSTALLED := $(VENV)/.slipway-installed
 
-.PHONY: run test bench venv postgresql
+.PHONY: run test bench venv postgresql chromium
 
 # The EXIT trap stops the Redis server and Docker engine that bootstrap started,
 # on Ctrl-C as on any failure; honcho's --port keeps its default (5000) out of PORT.
@@ -23,7 +23,7 @@ run: venv
 	$(VENV)/bin/honcho start -f Procfile --port "$${PORT:-8000}"
 
 # The tests and the bench start Redis servers of their own; they need the Docker engine.
-test: venv postgresql
+test: venv postgresql chromium
 	$(SLIPWAY) bootstrap --without-redis
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -36,6 +36,17 @@ postgresql:
 	    apt-get install -y postgresql || { apt-get update && apt-get install -y postgresql; } || exit 1; \
 	  else \
 	    echo "The tests need PostgreSQL's initdb and pg_ctl: install postgresql (as root: apt-get install postgresql), or set SLIPWAY_TEST_DATABASE_URL to a server's administrator URL." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# The browser tests drive Debian's Chromium through Playwright (tests/browser.py).
+chromium:
+	@if [ -z "$$SLIPWAY_TEST_CHROMIUM" ] && ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y chromium || { apt-get update && apt-get install -y chromium; } || exit 1; \
+	  else \
+	    echo "The browser tests need Chromium: install chromium (as root: apt-get install chromium), or set SLIPWAY_TEST_CHROMIUM to a Chromium program." >&2; \
 	    exit 1; \
 	  fi; \
 	fi

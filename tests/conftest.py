@@ -44,6 +44,9 @@ from tests.polling import wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GITHUB = FIXTURES / "webhooks" / "github"
+#: The browser tests' fixtures (Playwright, Chromium, the Procfile stack).
+pytest_plugins = ["tests.browser"]
+
 SECRET = "It's a Secret to Everybody"
 IMAGE = os.environ.get("SLIPWAY_TEST_IMAGE", "slipway/python:3.11")
 SLIPWAY = str(Path(sys.executable).parent / "slipway")

@@ -28,7 +28,7 @@ from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from ci import store
-from ci.builds import dispatch, service
+from ci.builds import changes, dispatch, service
 from ci.forges import statuses
 from ci.logs import storage
 from ci.pipeline import keys
@@ -127,6 +127,8 @@ class Recorder:
         self._backlog = True
         #: Entries waiting for an earlier event of their attempt: when each was first seen.
         self._waiting: dict[bytes, float] = {}
+        #: (repository id, build id) of the builds this batch changed, announced after it.
+        self._changed: list[tuple[int, int]] = []
         self._create_group()
 
     def _create_group(self) -> None:
@@ -180,6 +182,8 @@ class Recorder:
                     finished.append(outcome)
         for job_id in finished:
             self._archive(job_id)
+        changes.announce(self.redis, self._changed)
+        self._changed.clear()
         if settled:
             self.redis.xack(keys.EVENTS_STREAM, keys.RECORDER_GROUP, *settled)
         return len(settled)
@@ -213,6 +217,7 @@ class Recorder:
         session.commit()
         if applied is None:
             return None
+        self._changed.append((applied.job.build.repo_id, applied.job.build_id))
         if applied.added:
             self._start_cells(session, applied)
         if event.type in statuses.STATUS_EVENTS:
@@ -314,8 +319,11 @@ class Recorder:
         self.claim_abandoned()
         with self.sessions() as session:
             result = dispatch.reconcile(session, self.redis, self.settings)
+            changed = []
             for job_id in result.retried + result.lost:
-                statuses.report_job(self.redis, store.get_job(session, job_id))
+                job = store.get_job(session, job_id)
+                statuses.report_job(self.redis, job)
+                changed.append((job.build.repo_id, job.build_id))
         for job_id in result.requeued:
             log.info("job %s was not in Redis; enqueued again", job_id)
         for job_id in result.retried:
@@ -330,6 +338,7 @@ class Recorder:
                            data=Status.ERRORED.value)
             self.redis.xadd(keys.log_stream(job_id), end.to_fields())
             self._archive(job_id)
+        changes.announce(self.redis, changed)
         return result
 
     def drain(self) -> int:

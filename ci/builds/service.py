@@ -14,7 +14,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from ci import store
-from ci.builds import dispatch
+from ci.builds import changes, dispatch
 from ci.forges import statuses
 from ci.forges.types import Trigger
 from ci.logs import storage
@@ -52,6 +52,7 @@ def accept(session: Session, redis: Redis, settings: Settings, repo: Repo,
         build = intake.create_build(session, repo, trigger, skip_reason)
     except intake.DuplicateDelivery as duplicate:
         return Accepted(build=duplicate.build, created=False, enqueued=False)
+    changes.announce(redis, [(repo.id, build.id)])
     if skip_reason:
         return Accepted(build=build, created=True, enqueued=False, skipped=True)
     enqueued = dispatch.enqueue_build(redis, settings, build)
@@ -145,6 +146,7 @@ def cancel(session: Session, redis: Redis, build: Build, who: str,
         if job.status == Status.QUEUED:
             store.finish_job(session, job, Status.CANCELED, utcnow(), f"canceled by {who}")
     session.commit()
+    changes.announce(redis, [(build.repo_id, build.id)])
     # Jobs canceled while queued send no runner event; their statuses go out from here.
     statuses.report_build(redis, build)
     return len(unfinished)
@@ -171,6 +173,7 @@ def rerun_failed(session: Session, redis: Redis, settings: Settings, build: Buil
         raise store.StoreError(f"build #{build.number} is still {build.status}")
     jobs = store.reset_failed_jobs(session, build)
     session.commit()
+    changes.announce(redis, [(build.repo_id, build.id)])
     for job in jobs:
         storage.discard(redis, settings.log_dir, job.id)
     if jobs:

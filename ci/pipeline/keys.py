@@ -82,3 +82,10 @@ def status_lock(repo_id: int, sha: str) -> str:
 def sign_in_failures(user: str, address: str) -> str:
     """Failed sign-ins of one user name from one address, counted for a window (expires)."""
     return f"slipway:sign-in-failures:{user[:100]}:{address}"
+
+#: Stream of "this build changed" notices (repository id, build id), written after each
+#: change is committed and read by the pages that show builds live (``ci.builds.changes``).
+CHANGES_STREAM = "slipway:changes"
+
+#: How many notices :data:`CHANGES_STREAM` keeps (about); a page only reads the newest.
+CHANGES_MAXLEN = 10_000
