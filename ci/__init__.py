@@ -20,13 +20,23 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     from ci.settings import load_settings
     from ci.views import (
         actions,
+        admin_queue,
+        admin_repos,
+        admin_runners,
+        admin_settings,
+        admin_users,
         api,
         api_builds,
+        api_schedules,
         assets,
+        attempt_logs,
         auth,
         badges,
+        compression,
         errors,
         hooks,
+        list_events,
+        lists,
         logs,
         openapi,
         pages,
@@ -48,7 +58,12 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     errors.init_app(app)
     security.init_app(app)  # first: its body check runs before anything reads a body
     assets.init_app(app)
+    compression.init_app(app)  # after security's hook, so runs before it: its 304s get headers
     auth.init_app(app)
-    for module in (hooks, openapi, api, api_builds, auth, badges, logs, pages, actions):
+    for module in (hooks, openapi, api, api_builds, api_schedules, auth, badges, logs,
+                   attempt_logs, pages,
+                   lists, list_events,
+                   actions, admin_repos, admin_settings, admin_users, admin_runners,
+                   admin_queue):
         app.register_blueprint(module.bp)
     return app

@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import posixpath
-import re
 import shutil
 import stat
 import time
@@ -33,6 +32,8 @@ from git import Repo
 from git.exc import GitCommandError, GitError
 from git.objects import Blob
 
+from ci.pipeline.redact import USERINFO, without_credentials
+
 #: Never wait for someone to type a password: a runner has no one at its terminal.
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}
 #: Answers git's ``get`` with the credentials this one git command has in its environment.
@@ -42,7 +43,6 @@ CREDENTIAL_HELPER = ('!f() { test "$1" = get && printf "username=%s\\npassword=%
 MAX_LINK_HOPS = 8
 #: The schemes git reaches through curl, which takes credentials from a helper.
 _CURL = ("http", "https", "ftp", "ftps")
-_USERINFO = re.compile(r"(?<=://)[^/@]*@")
 
 
 class CheckoutError(RuntimeError):
@@ -80,7 +80,7 @@ class CloneUrl:
             parts = urlsplit(url)
             username, password = parts.username, parts.password
         except ValueError:
-            return cls(url, _USERINFO.sub("", url), _USERINFO.sub("***@", url))
+            return cls(url, USERINFO.sub("", url), without_credentials(url))
         if username is None and password is None:
             return cls(url, url, url)
         userinfo, _, host = parts.netloc.rpartition("@")

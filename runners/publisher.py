@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from ci.pipeline import keys
 from ci.pipeline.logformat import END, INFO, OUT, STEP, LogEntry
 from ci.pipeline.masking import Masker
+from ci.pipeline.redact import without_credentials
 from ci.pipeline.spec import Event, EventType, JobSpec
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,11 @@ class Publisher:
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self._logged = 0
-        self._cut = False
+        #: The step whose output went past the log's limit, and how many bytes were not kept.
+        self._cut_step: int | None = None
+        self._dropped = 0
+        #: Steps whose last output did not end its line.
+        self._unended: set[int] = set()
         self._masker = Masker(list(secret_values))
         self._outbox: deque[tuple[str, dict[str, str], int | None]] = deque()
         # Re-entrant (a Condition's default lock): events are numbered and sent under it.
@@ -147,11 +152,33 @@ class Publisher:
         return keys.EVENTS_STREAM, {"e": event.to_json()}, EVENTS_MAXLEN
 
     def log(self, kind: str, step: int, data: str) -> None:
+        if kind == OUT and data.endswith("\n"):
+            self._unended.discard(step)
+        elif kind == OUT:
+            self._unended.add(step)
         self._send((self.log_key, LogEntry("", kind, step, data).to_fields(), None))
 
-    def info(self, text: str) -> None:
-        """A line of the runner's own, masked: it may quote what a build or service printed."""
-        self.log(INFO, -1, self._masker.mask(text))
+    def info(self, text: str, step: int = -1) -> None:
+        """A line of the runner's own in the section of the step it concerns (-1: none,
+        as before the first step), masked and without a URL's credentials: it may quote
+        what a build, a service or git printed."""
+        self._send(*self._note(step, self._masker.mask(without_credentials(text))))
+
+    def _note(self, step: int, text: str) -> list[tuple[str, dict[str, str], None]]:
+        """The entries of a line of Slipway's own in ``step``'s section, on a line of its own."""
+        return [*self._end_line(step),
+                (self.log_key, LogEntry("", INFO, step, text).to_fields(), None)]
+
+    def _end_line(self, step: int) -> list[tuple[str, dict[str, str], None]]:
+        """A newline for ``step``'s output if it did not end its line, else nothing."""
+        if step not in self._unended:
+            return []
+        self._unended.discard(step)
+        return [(self.log_key, LogEntry("", OUT, step, "\n").to_fields(), None)]
+
+    def section(self, index: int, title: str) -> None:
+        """Open a section that is not a step (a service's output): a log entry, no event."""
+        self.log(STEP, index, title)
 
     def step_started(self, index: int, name: str) -> None:
         self.log(STEP, index, name)
@@ -164,38 +191,55 @@ class Publisher:
             self._send_output(index, text)
 
     def end_output(self, index: int) -> None:
-        """A step ended: send what the masker held back waiting for the next chunk."""
+        """A step ended: send what the masker held back waiting for the next chunk, and end
+        its last line, so that what follows in the log (the next step's header, a line of
+        Slipway's own in this section) starts a line of its own on the page and in text."""
         text = self._masker.flush()
         if text:
             self._send_output(index, text)
+        if newline := self._end_line(index):
+            self._send(*newline)
 
     def _send_output(self, index: int, text: str) -> None:
         size = len(text.encode("utf-8", "replace"))
-        if self._logged + size > self.spec.log_limit_bytes:
-            if not self._cut:
-                self._cut = True
-                room = max(self.spec.log_limit_bytes - self._logged, 0)
-                if room:
-                    self.log(OUT, index, text.encode()[:room].decode("utf-8", "ignore"))
-                self.log(INFO, -1, f"the log was cut at {self.spec.log_limit_bytes // 1024} KiB; "
-                                   "the rest of the output is not kept")
+        limit = self.spec.log_limit_bytes
+        if self._logged + size > limit:
+            dropped = size
+            if self._cut_step is None:
+                self._cut_step = index
+                kept = text.encode()[:max(limit - self._logged, 0)].decode("utf-8", "ignore")
+                if kept:
+                    self.log(OUT, index, kept)
+                dropped -= len(kept.encode())
+                self._send(*self._note(index, f"the log was cut at {limit // 1024} KiB; "
+                                              "the rest of the output is not kept"))
             self._logged += size
+            self._dropped += dropped
             return
         self._logged += size
         self.log(OUT, index, text)
+
+    def _cut_summary(self) -> list[tuple[str, dict[str, str], None]]:
+        """At the end of a cut log, how much was not kept, in the step where the cut was."""
+        if self._cut_step is None:
+            return []
+        dropped = (f"{self._dropped // 1024:,} KiB" if self._dropped >= 1024
+                   else f"{self._dropped:,} bytes")
+        return self._note(self._cut_step, f"{dropped} of output past the limit were not kept")
 
     def _shown_error(self, error: str | None) -> str | None:
         """The job's error as the log, the build page and the forge may show it: masked (it
         may quote a service's output) and no longer than the job's log may be."""
         if not error:
             return error
-        shown = self._masker.mask(error).encode("utf-8", "replace")
+        shown = self._masker.mask(without_credentials(error)).encode("utf-8", "replace")
         return shown[:self.spec.log_limit_bytes].decode("utf-8", "ignore")
 
-    def finished(self, status: str, error: str | None) -> None:
-        """Close the log and report the result, in that order, in one round trip."""
+    def finished(self, status: str, error: str | None, step: int = -1) -> None:
+        """Close the log and report the result, in that order, in one round trip; the error
+        goes into the section of the step it concerns (-1: none)."""
         error = self._shown_error(error)
-        entries = [(self.log_key, LogEntry("", INFO, -1, error).to_fields(), None)] if error else []
+        entries = self._cut_summary() + (self._note(step, error) if error else [])
         with self._outbox_lock:
             self._send(*entries, (self.log_key, LogEntry("", END, -1, status).to_fields(), None),
                        self._event_entry(EventType.JOB_FINISHED,

@@ -22,7 +22,7 @@ from ci.pipeline.config import (CONFIG_FILE, DEFAULT_PIPELINE_HELP, MAX_FILE_BYT
                                 Pipeline, Step, allows_failure, default_pipeline, expand_matrix,
                                 for_cell, parse_pipeline)
 from ci.pipeline.durations import format_duration
-from ci.pipeline.logformat import SERVICE_SECTIONS_START, STEP
+from ci.pipeline.logformat import SERVICE_SECTIONS_START
 from ci.pipeline.spec import EventType, JobSpec
 from ci.pipeline.status import Status
 from runners import owner
@@ -31,6 +31,7 @@ from runners.checkout import CheckoutError, CheckoutTimeout, CloneUrl, CommitFil
 from runners.docker_executor import LABEL, LABEL_ATTEMPT, LABEL_INSTANCE, DockerExecutor
 from runners.executor import Executor, ExecutorError, JobEnvironment
 from runners.publisher import Publisher
+from runners.reporter import Reporter
 from runners.sealed_secrets import SecretsUnavailable, open_secrets
 from runners.settings import RunnerSettings, load_runner_settings
 
@@ -97,9 +98,15 @@ def _resource_name(spec: JobSpec) -> str:
 
 
 class JobRun:
-    """The state of one job while it runs on this runner."""
+    """The state of one job while it runs on this runner.
 
-    def __init__(self, spec: JobSpec, settings: RunnerSettings, publisher: Publisher,
+    It reports through a :class:`~runners.reporter.Reporter` only. Where the code comes
+    from is :meth:`_checkout` and :meth:`_read_pipeline` (a commit, cloned), and the
+    build cache is :meth:`_restore_cache`; ``slipway exec`` replaces those three
+    (:mod:`runners.local_exec.job`) and runs the rest of the loop unchanged.
+    """
+
+    def __init__(self, spec: JobSpec, settings: RunnerSettings, publisher: Reporter,
                  executor: Executor, secrets: dict[str, str] | None = None,
                  secrets_withheld: str | None = None) -> None:
         self.spec = spec
@@ -119,9 +126,11 @@ class JobRun:
                        LABEL_INSTANCE: settings.instance, "slipway.repo": spec.repo}
         self.taken = time.monotonic()
         self._timer: threading.Timer | None = None
+        #: The index of the step running now; -1 before and after the steps.
+        self.running_step = -1
 
     def run(self) -> str:
-        status, error = Status.ERRORED, None
+        status, error, error_step = Status.ERRORED, None, -1
         timeout = self.spec.timeout_seconds
         self._arm_timer(timeout)
         with _running_lock:
@@ -147,7 +156,8 @@ class JobRun:
                 raise JobFailed(Status.ERRORED, self._kill_reason(timeout))
             self._setup(pipeline, image, mirror, timeout)
             cache_key = self._restore_cache(pipeline, cell)
-            status, error = self._run_steps(pipeline, timeout)
+            status, error, error_step = self._run_steps(pipeline, timeout)
+            self.running_step = -1
             if status == Status.PASSED and cache_key:
                 self._save_cache(pipeline, cache_key)
         except JobFailed as failed:
@@ -155,12 +165,13 @@ class JobRun:
         except Exception as exc:  # noqa: BLE001 - any surprise must still end the job
             log.exception("job %s crashed", self.spec.job_id)
             status, error = Status.ERRORED, f"internal runner error: {exc!r}"
+            error_step = self.running_step
         finally:
             if self._timer is not None:
                 self._timer.cancel()
             self._publish_service_logs()
             # The result is known: report it first, clean up after, so nobody waits on it.
-            self.publisher.finished(status.value, error)
+            self.publisher.finished(status.value, error, error_step)
             self.publisher.release()
             self.executor.destroy()
             owner.remove(self.workspace)
@@ -251,22 +262,25 @@ class JobRun:
         except ExecutorError as exc:
             raise JobFailed(Status.ERRORED, str(exc)) from None
 
-    def _run_steps(self, pipeline: Pipeline, timeout: int) -> tuple[Status, str | None]:
+    def _run_steps(self, pipeline: Pipeline, timeout: int) -> tuple[Status, str | None, int]:
         """Run the steps in order; after a failure only steps that ask for it (``when:
-        status: [failure]``) run. Returns the job's status and its first error."""
-        status, error = Status.PASSED, None
+        status: [failure]``) run. Returns the job's status, its first error and the index
+        of the step that error concerns (-1 when there is none)."""
+        status, error, error_step = Status.PASSED, None, -1
         for index, step in enumerate(pipeline.steps):
             failed = status == Status.FAILED
             if not (step.when.matches(branch=self.spec.branch, event=self.spec.event)
                     and step.when.runs_after(failed)):
                 self._step_finished(index, Status.SKIPPED, None)
                 continue
+            self.running_step = index
             self.publisher.step_started(index, step.name)
             refusal = self._secrets_refusal(step)
             if refusal:
-                self.publisher.info(refusal)
+                self.publisher.info(refusal, index)
                 self._step_finished(index, Status.FAILED, None)
-                status, error = (status, error) if failed else (Status.FAILED, refusal)
+                if not failed:
+                    status, error, error_step = Status.FAILED, refusal, index
                 continue
             env = {**step.env, **{name: self.secrets[name] for name in step.secrets}}
             try:
@@ -275,22 +289,23 @@ class JobRun:
                     image=step.image, env=env)
             except ExecutorError as exc:
                 self._step_finished(index, Status.ERRORED, None)
-                return Status.ERRORED, str(exc)
+                return Status.ERRORED, str(exc), index
             finally:
                 self.publisher.end_output(index)
             if code is None:
                 killed = Status.CANCELED if self.canceled_by else Status.ERRORED
                 self._step_finished(index, killed, None)
-                return killed, self._kill_reason(timeout)
+                return killed, self._kill_reason(timeout), index
             if code != 0:
                 self._step_finished(index, Status.FAILED, code)
                 why = self.executor.diagnose(code)
                 if not failed:
                     status, error = Status.FAILED, (f"step {step.name!r} exited with code {code}"
                                                     + (f" ({why})" if why else ""))
+                    error_step = index
                 continue
             self._step_finished(index, Status.PASSED, 0)
-        return status, error
+        return status, error, error_step
 
     def _cache(self) -> BuildCache:
         return BuildCache(self.settings.work_dir / "cache", self.settings.cache_limit_bytes)
@@ -339,7 +354,7 @@ class JobRun:
             return
         for number, (name, text) in enumerate(service_logs.items()):
             section = SERVICE_SECTIONS_START - number
-            self.publisher.log(STEP, section, f"service {name}")
+            self.publisher.section(section, f"service {name}")
             self.publisher.output(section, text)
             self.publisher.end_output(section)
 

@@ -159,8 +159,16 @@ def test_state_carries_over_and_each_chunk_closes_its_spans():
     third = converter.feed(f"{ESC}[0mdone")
 
     assert first == '<span class="ansi-bold ansi-fg-blue">start</span>'
-    assert second == '<span class="ansi-bold ansi-fg-blue">still blue\n</span>'
+    assert second == '<span class="ansi-bold ansi-fg-blue">still blue</span>\n'
     assert third == "done"
+
+
+def test_a_colour_over_several_lines_closes_and_reopens_at_each_line_end():
+    html = to_html(f"{ESC}[31mone\ntwo\n\nthree{ESC}[0m four\n")
+
+    assert html.split("\n") == ['<span class="ansi-fg-red">one</span>',
+                                 '<span class="ansi-fg-red">two</span>', "",
+                                 '<span class="ansi-fg-red">three</span> four', ""]
 
 
 def test_chunks_are_balanced_even_when_a_colour_stays_on():

@@ -13,7 +13,7 @@ def test_a_pushed_build_passes_and_its_page_shows_it(stack, git_repo, page, phon
     number = stack.push("octo/project", sha)
     assert stack.wait_finished("octo/project", number)["status"] == "passed"
     page.goto(f"{stack.url}/octo/project/builds/{number}")
-    assert "hello-browser" in page.inner_text(".log")
+    assert "hello-browser" in page.text_content(".log")  # in its step, folded as it passed
     shot(page, screenshots, "smoke-build")
     phone.goto(f"{stack.url}/octo/project/builds/{number}")
     assert horizontal_overflow(phone) <= 0

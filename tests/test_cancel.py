@@ -9,7 +9,9 @@ import pytest
 from rq import Queue
 from sqlalchemy import select
 
+from ci.logs import storage
 from ci.pipeline import keys
+from ci.pipeline.logformat import INFO
 from ci.store.models import Build
 from tests.conftest import (GITHUB, IMAGE, SLIPWAY, add_user, job_containers, post_hook,
                             push_payload, token_headers, wait_for)
@@ -84,6 +86,11 @@ def test_cancel_stops_a_running_container_within_5_seconds(
     assert stopped_in < 5
     log = client.get("/octo/project/builds/1/jobs/1/log.txt").get_data(as_text=True)
     assert "canceled by dev" in log
+    # In the section of the step it stopped, not in the set-up lines at the top.
+    canceled = [entry for entry in storage.read_all(redis_client, resources.settings.log_dir,
+                                                    finished.jobs[0])
+                if entry.kind == INFO and entry.data == "canceled by dev"]
+    assert [entry.step for entry in canceled] == [0]
 
 
 @pytest.mark.docker

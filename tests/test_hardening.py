@@ -1,6 +1,7 @@
 """Untrusted build code is contained: process and memory limits, timeouts, log caps,
 and capabilities — each shown with a real container doing the bad thing."""
 
+import re
 import threading
 from dataclasses import replace
 
@@ -111,6 +112,10 @@ def test_50_mb_of_output_is_cut_at_the_cap_and_the_server_stays_responsive(
     assert build.status == "passed", build.error
     text = archived(confined, build)
     assert "the log was cut at 1024 KiB; the rest of the output is not kept" in text
+    # At its end, the log says how much it left out: the 50 MB less the 1 MiB it kept.
+    left_out = re.search(r"\[slipway\] ([\d,]+) KiB of output past the limit were not kept",
+                         text)
+    assert left_out and 47_000 < int(left_out[1].replace(",", "")) < 49_500
     assert len(text.encode()) < 1024 * 1024 + 4096
     assert answered and set(answered) == {200}
 

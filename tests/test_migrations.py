@@ -5,6 +5,7 @@ schema is the models' own."""
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -57,8 +58,54 @@ def upgraded(url: str, *revisions: str) -> str:
     return url
 
 
+def downgraded(url: str, revision: str) -> str:
+    engine = db.make_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(db.MIGRATIONS))
+    with engine.execution_options(**{db.WRITES: True}).begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+    engine.dispose()
+    return url
+
+
 def test_there_are_revisions_to_test():
-    assert REVISIONS[0] == "0001" and len(REVISIONS) >= 7
+    assert REVISIONS[0] == "0001" and len(REVISIONS) >= 9
+    assert "0009" in REVISIONS  # every earlier attempt of a job
+    assert "0010" in REVISIONS  # the pull requests view's index
+    assert "0011" in REVISIONS  # schedules
+
+
+def test_revision_0009_adds_the_attempts_table_and_takes_it_away_again(new_database):
+    url = upgraded(new_database(migrated=False), "0008")
+    before = schema(url)
+
+    after = schema(upgraded(url, "0009"))
+    assert set(after) - set(before) == {"job_attempts"}
+    assert [column[0] for column in after["job_attempts"]["columns"]] == [
+        "id", "job_id", "number", "status", "error", "runner", "image", "started_at",
+        "finished_at", "steps"]
+    assert after["job_attempts"]["foreign keys"] == [(("job_id",), "jobs", ("id",), "CASCADE")]
+
+    assert schema(downgraded(url, "0008")) == before
+
+
+def test_revision_0011_adds_the_schedules_table_and_takes_it_away_again(new_database):
+    url = upgraded(new_database(migrated=False), "0010")
+    before = schema(url)
+
+    after = schema(upgraded(url, "0011"))
+    assert set(after) - set(before) == {"schedules"}
+    assert [column[0] for column in after["schedules"]["columns"]] == [
+        "id", "repo_id", "branch", "expression", "time_zone", "enabled", "created_by",
+        "created_at", "next_due", "last_slot", "last_build_id", "error"]
+    assert after["schedules"]["foreign keys"] == [
+        (("last_build_id",), "builds", ("id",), "SET NULL"),
+        (("repo_id",), "repos", ("id",), "CASCADE")]
+    assert [index[0] for index in after["schedules"]["indexes"]] == [
+        "ix_schedules_next_due", "ix_schedules_repo"]
+
+    assert schema(downgraded(url, "0010")) == before
 
 
 @pytest.mark.parametrize("revision", REVISIONS)

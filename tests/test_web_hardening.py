@@ -15,6 +15,7 @@ from ci.pipeline.config import ConfigError, parse_pipeline
 from ci.store import db, intake
 from tests.conftest import (GITHUB, SECRET, add_user, post_hook, procfile_web, push_payload,
                             sign, token_headers)
+from tests.reported_jobs import report_job
 
 SHA = "d" * 40
 WRONG = "sha256=" + "0" * 64
@@ -156,7 +157,9 @@ def test_a_pull_request_html_url_that_is_not_http_is_no_link(client, registered)
 # (e) Security headers on every answer --------------------------------------------------
 
 HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-           "Referrer-Policy": "same-origin"}
+           "Referrer-Policy": "same-origin",
+           "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+           "Cross-Origin-Opener-Policy": "same-origin"}
 CSP_PARTS = ("default-src 'self'", "frame-ancestors 'none'", "object-src 'none'",
              "base-uri 'none'", "script-src 'self'")
 
@@ -181,6 +184,35 @@ def test_pages_api_badges_errors_and_assets_carry_security_headers(client, regis
     assert_hardened(post_hook(client, b"{not json"))
 
 
+def test_every_kind_of_answer_carries_security_headers(
+        client, session, resources, redis_client, registered, api_token):
+    report_job(client, session, resources, redis_client, {"test": "ok\n" * 1000})
+    job = client.get("/api/repos/octo/project/builds/1/jobs/1").get_json()
+    gzip = {"Accept-Encoding": "gzip"}
+    answers = {
+        "text": client.get("/octo/project/builds/1/jobs/1/log.txt"),
+        "text, gzipped": client.get("/octo/project/builds/1/jobs/1/log.txt", headers=gzip),
+        "stream": client.get(job["events_url"].removeprefix("http://ci.test")),
+        "page error": client.get("/octo/project/builds/1/jobs/1/log.txt?download=x"),
+        "JSON error": client.post("/api/repos/octo/project/builds", json={"sha": "x"},
+                                  headers=api_token),
+        "401": client.get("/api/repos", headers={"Authorization": "Bearer wrong"}),
+        "405": client.post("/api/openapi.json"),
+    }
+    for path in ("/octo/project/builds/1", "/octo/project/badge.svg", "/static/slipway.css"):
+        for headers in ({}, gzip):
+            first = client.get(path, headers=headers)
+            answers[f"{path} {headers}"] = first
+            answers[f"{path} {headers}, 304"] = client.get(
+                path, headers={**headers, "If-None-Match": first.headers["ETag"]})
+    assert answers["text, gzipped"].headers["Content-Encoding"] == "gzip"
+    for kind, response in answers.items():
+        assert response.status_code in (200, 304, 400, 401, 405), kind
+        assert_hardened(response)
+        response.close()
+    assert {response.status_code for response in answers.values()} == {200, 304, 400, 401, 405}
+
+
 def test_the_build_page_loads_its_only_script_from_its_own_origin(client, registered):
     assert post_hook(client, push_payload("octo/project", SHA)).status_code == 202
     page = client.get("/octo/project/builds/1").get_data(as_text=True)
@@ -189,7 +221,7 @@ def test_the_build_page_loads_its_only_script_from_its_own_origin(client, regist
     source = scripts[0].split('src="', 1)[1].split('"', 1)[0]
     assert source.startswith("/static/live.js?v=") and "></script>" in scripts[0]
     assert "<style" not in page and " onclick=" not in page
-    assert 'data-events="/octo/project/builds/1/jobs/1/events"' in page  # 'self' too
+    assert 'data-events="/octo/project/builds/1/events"' in page  # 'self' too
     with client.get(source) as script:
         assert script.status_code == 200 and b"EventSource" in script.data
         assert_hardened(script)

@@ -70,7 +70,7 @@ def test_unknown_event_suggests_or_lists():
     err = problems_of("when: {event: [deploy, pushh, pull-request]}\nsteps: [make]\n")
     assert [(p.path, p.message) for p in err.problems] == [
         ("when.event[0]", ("`deploy` is not an event; valid events are `push`, `pull_request`, "
-                           "`tag`, `manual`")),
+                           "`tag`, `manual`, `cron`")),
         ("when.event[1]", "`pushh` is not an event; did you mean `push`?"),
         ("when.event[2]", "`pull-request` is not an event; did you mean `pull_request`?"),
     ]

@@ -1,7 +1,7 @@
 """Build secrets: set, list and remove them, and decide which builds may have them.
 
 Values are encrypted at rest (``ci.accounts.crypto``) and leave the server only inside the
-job payload of a trusted build (a push, a tag or a manual run); the runner gives
+job payload of a trusted build (a push, a tag, a manual run or a schedule's); the runner gives
 each step only the secrets it names and masks their values in the log.
 """
 

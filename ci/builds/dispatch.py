@@ -24,6 +24,7 @@ from rq.job import JobStatus
 from ci import store
 from ci.accounts import repo_secrets
 from ci.accounts.job_limits import limits_for
+from ci.logs import storage
 from ci.pipeline import keys
 from ci.pipeline.spec import JobSpec
 from ci.pipeline.status import Status
@@ -162,7 +163,12 @@ def reconcile(session: Session, redis: Redis, settings: Settings) -> Reconciled:
     for job in unleased:
         if job.status != Status.RUNNING:
             continue
-        if _commit_if(session, store.claim_retry(session, job.id, job.attempt)):
+        retried = store.claim_retry(session, job.id, job.attempt)
+        if retried:
+            # Before the commit: the retry's enqueue starts the job's live stream anew.
+            storage.keep_attempt_log(redis, settings.log_dir, job.id, job.attempt,
+                                     archived=False)
+        if _commit_if(session, retried):
             result.retried.append(job.id)
         elif store.claim_loss(session, job.id, job.attempt):
             found = store.get_job(session, job.id)

@@ -11,8 +11,9 @@ acknowledged) are claimed by the others once they have been idle for a while.
 
 After an event the recorder has the job's commit statuses reported
 (``ci.forges.statuses``), archives a job's log when the job ends, and between batches
-runs the reconciler (safe in several processes too). An event that cannot be applied at
-all is set aside in a dead-letter stream, so that it never stops the recorders.
+runs the reconciler and makes the builds of due schedules (both safe in several processes
+too). An event that cannot be applied at all is set aside in a dead-letter stream, so that
+it never stops the recorders.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from ci import store
-from ci.builds import changes, dispatch, service
+from ci.builds import changes, dispatch, schedules, service
 from ci.forges import statuses
 from ci.logs import storage
 from ci.pipeline import keys
@@ -38,7 +39,7 @@ from ci.pipeline.status import Status
 from ci.settings import Settings
 from ci.store import Session, Sessions
 from ci.store.db import Unavailable
-from ci.store.models import Job
+from ci.store.models import Job, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class Recorder:
         self.settings = settings
         self.consumer = consumer or consumer_name()
         self._last_reconcile = 0.0
+        self._last_schedules = 0.0
         self._backlog = True
         #: Entries waiting for an earlier event of their attempt: when each was first seen.
         self._waiting: dict[bytes, float] = {}
@@ -341,6 +343,13 @@ class Recorder:
         changes.announce(self.redis, changed)
         return result
 
+    def fire_schedules(self) -> list[schedules.Fired]:
+        """Make the builds of the schedules due now; each due time is claimed by one
+        recorder, whichever, however many look at once (``ci.builds.schedules``)."""
+        self._last_schedules = time.monotonic()
+        with self.sessions() as session:
+            return schedules.fire_due(session, self.redis, self.settings, utcnow())
+
     def drain(self) -> int:
         """Apply everything already in the stream that can be, without waiting (for tests
         and tools)."""
@@ -356,6 +365,8 @@ class Recorder:
                 self.step(block_ms=int(RECONCILE_EVERY_SECONDS * 1000))
                 if time.monotonic() - self._last_reconcile >= RECONCILE_EVERY_SECONDS:
                     self.reconcile()
+                if time.monotonic() - self._last_schedules >= schedules.FIRE_EVERY_SECONDS:
+                    self.fire_schedules()
             except RedisError as exc:
                 log.warning("Redis unavailable (%s); retrying in %ss", exc, REDIS_RETRY_SECONDS)
                 time.sleep(REDIS_RETRY_SECONDS)

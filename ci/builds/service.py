@@ -18,6 +18,7 @@ from ci.builds import changes, dispatch
 from ci.forges import statuses
 from ci.forges.types import Trigger
 from ci.logs import storage
+from ci.pipeline.redact import without_credentials
 from ci.pipeline.status import Status
 from ci.settings import Settings
 from ci.store import Session, intake
@@ -82,8 +83,11 @@ LS_REMOTE_FAILED = ("cannot read the repository's clone URL (git ls-remote faile
 
 
 def manual_trigger(session: Session, repo: Repo, branch: str | None = None,
-                   sha: str | None = None) -> Trigger:
+                   sha: str | None = None, *, who: str) -> Trigger:
     """A ``manual`` trigger for a branch's head (resolved with ``git ls-remote``) or a sha.
+
+    ``who`` asked for it (a user's name, or who ran the CLI): a manual build has no pusher,
+    so it is recorded as the build's author, and its message says so.
 
     Ends ``session``'s transaction before asking the remote: a write transaction holds
     the database's writer lock, which no webhook should wait on while a remote answers.
@@ -100,7 +104,7 @@ def manual_trigger(session: Session, repo: Repo, branch: str | None = None,
             raise store.StoreError(f"{sha!r} is not a full commit sha (40 hex digits)")
         ref = f"refs/heads/{branch}" if branch else sha
         return Trigger(repo=repo.full_name, event="manual", ref=ref, sha=sha, branch=branch,
-                       message="manual build")
+                       message=f"manual build by {who}", author=who)
     ref = f"refs/heads/{branch}"
     session.commit()
     output = _ls_remote(repo, ref)
@@ -109,7 +113,7 @@ def manual_trigger(session: Session, repo: Repo, branch: str | None = None,
         # Not naming the clone URL, which may carry credentials and is not shown elsewhere.
         raise store.StoreError(f"branch {branch!r} does not exist in the repository")
     return Trigger(repo=repo.full_name, event="manual", ref=ref, sha=line.split("\t")[0],
-                   branch=branch, message="manual build")
+                   branch=branch, message=f"manual build by {who}", author=who)
 
 
 def _ls_remote(repo: Repo, ref: str) -> str:
@@ -118,8 +122,9 @@ def _ls_remote(repo: Repo, ref: str) -> str:
         return Git().ls_remote(repo.clone_url, ref, kill_after_timeout=LS_REMOTE_TIMEOUT_SECONDS,
                                env={"GIT_TERMINAL_PROMPT": "0"})
     except GitCommandError as exc:
+        # For the admin, in the server's log; git may quote the URL with its credentials.
         log.warning("git ls-remote for a manual build of %s failed: %s", repo.full_name,
-                    (exc.stderr or "").strip())
+                    without_credentials((exc.stderr or "").strip()))
         raise store.StoreError(LS_REMOTE_FAILED) from None
 
 
@@ -167,11 +172,17 @@ def rerun_failed(session: Session, redis: Redis, settings: Settings, build: Buil
     """Run the failed, errored and canceled jobs of a finished build again, in place.
 
     Passed jobs keep their results; each rerun job gets a new attempt number, so a
-    late event from the earlier attempt can never overwrite the new one.
+    late event from the earlier attempt can never overwrite the new one. The attempt it
+    replaces is kept, with its log; the build's timing starts again.
     """
     if not Status(build.status).finished:
         raise store.StoreError(f"build #{build.number} is still {build.status}")
+    archived = {job.id: job.log_archived for job in build.jobs}
     jobs = store.reset_failed_jobs(session, build)
+    for job in jobs:
+        # Before the commit: should it fail, the earlier attempt's log is where it was.
+        storage.keep_attempt_log(redis, settings.log_dir, job.id, job.attempt - 1,
+                                 archived[job.id])
     session.commit()
     changes.announce(redis, [(build.repo_id, build.id)])
     for job in jobs:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import click
 from redis import Redis
 
-from ci.cli import repos, users
+from ci.cli import exec_command, repos, schedules, users
 from ci.forges import FORGES
 from ci.redis_client import connect
 from ci.settings import Settings, SettingsError, load_settings
@@ -180,19 +180,26 @@ def repo_remove(full_name: str) -> None:
 @click.option("--branch", help="Build the head of this branch (default: the default branch).")
 @click.option("--sha", help="Build this exact commit.")
 def trigger(full_name: str, branch: str | None, sha: str | None) -> None:
-    """Start a build of FULL_NAME by hand."""
+    """Start a build of FULL_NAME by hand, in the name of the local user."""
+    import getpass
+
     from ci import store
     from ci.builds import service
+    from ci.pipeline.redact import without_credentials
 
+    try:
+        who = f"{getpass.getuser()} (CLI)"
+    except (KeyError, OSError):  # a user without a login name, as in some containers
+        who = "CLI"
     ctx = _context()
     with ctx.sessions() as session:
         found = store.get_repo(session, full_name)
         if found is None:
             raise click.ClickException(f"{full_name} is not registered")
         try:
-            wanted = service.manual_trigger(session, found, branch=branch, sha=sha)
+            wanted = service.manual_trigger(session, found, branch=branch, sha=sha, who=who)
         except store.StoreError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(without_credentials(str(exc))) from None
         accepted = service.accept(session, ctx.redis, ctx.settings, found, wanted)
         build = accepted.build
         click.echo(f"build #{build.number} of {wanted.sha[:12]} queued: "
@@ -257,7 +264,8 @@ def restart(full_name: str, number: int, failed: bool) -> None:
 
 @main.command()
 def recorder() -> None:
-    """Apply runner events to the database and reconcile the queue (run one or more)."""
+    """Apply runner events to the database, reconcile the queue and fire schedules (run one
+    or more)."""
     from ci.builds.recorder import Recorder
 
     ctx = _context()
@@ -410,11 +418,13 @@ def _echo_if(message: str | None) -> None:
 
 
 main.add_command(repos.secret)
+main.add_command(exec_command.exec_command)
 repo.add_command(repos.repo_limits)
 main.add_command(users.user)
 main.add_command(users.token)
 repo.add_command(users.repo_grant)
 repo.add_command(users.repo_revoke)
+main.add_command(schedules.cron_group)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ Connect = Callable[[], "Context"]
 
 @click.group()
 def secret() -> None:
-    """Secrets given to the steps that name them (push, tag and manual builds only)."""
+    """Secrets given to the steps that name them (push, tag, manual and cron builds only)."""
 
 
 def repo_or_fail(session: Session, full_name: str) -> Repo:

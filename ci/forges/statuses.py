@@ -29,6 +29,7 @@ from rq.job import Job as RQJob
 
 from ci import forges, store
 from ci.accounts import crypto, repo_secrets
+from ci.forges.api_client import OPENER
 from ci.forges.types import CommitStatus, Forge, StatusRequest
 from ci.pipeline import keys
 from ci.pipeline.durations import human_duration
@@ -345,7 +346,7 @@ def _post(request: StatusRequest) -> int:
                  "User-Agent": "Slipway"},
     )
     try:
-        with _OPENER.open(http, timeout=HTTP_TIMEOUT_SECONDS) as response:
+        with OPENER.open(http, timeout=HTTP_TIMEOUT_SECONDS) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         detail = _detail(exc)
@@ -360,15 +361,6 @@ def _post(request: StatusRequest) -> int:
         raise ForgeUnavailable(f"{request.url} did not answer: {exc}") from None
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Follows no redirect: a report carries the forge token in its headers, which urllib
-    would send along to wherever the redirect points, another host included."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl) -> None:
-        return None  # the 3xx then surfaces as an HTTPError
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _detail(exc: urllib.error.HTTPError) -> str:

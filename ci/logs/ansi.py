@@ -4,7 +4,9 @@ Logs arrive in chunks of arbitrary size while a job runs, so the converter is a
 stream: colours carry from one chunk to the next, and an escape sequence cut in half
 by a chunk boundary waits for its other half instead of leaking ``[31m`` onto the
 page. Each chunk's HTML is complete on its own (every span it opens, it closes), so
-the page can append chunks as they arrive over SSE without re-rendering.
+the page can append chunks as they arrive over SSE without re-rendering. Spans close at
+every line's end too (the style re-opens on the next line), so the HTML cut at its
+newlines is one complete piece per line: the build page numbers and links lines.
 
 Only SGR (colour and style) sequences become markup; everything else a terminal
 understands — cursor movement, screen clearing, window titles — is dropped, because a
@@ -129,12 +131,20 @@ class AnsiToHtml:
             if not text:
                 continue
             wanted = self._style.open_tag()
-            if wanted != tag:
-                if tag:
-                    out.append("</span>")
-                out.append(wanted)
-                tag = wanted
-            out.append(escape(text))
+            for number, line in enumerate(text.split("\n")):
+                if number:
+                    if tag:
+                        out.append("</span>")
+                        tag = ""
+                    out.append("\n")
+                if not line:
+                    continue
+                if wanted != tag:
+                    if tag:
+                        out.append("</span>")
+                    out.append(wanted)
+                    tag = wanted
+                out.append(escape(line))
         if tag:
             out.append("</span>")
         self._pending = rest + held

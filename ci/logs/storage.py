@@ -2,6 +2,9 @@
 
 The archive is a JSON-lines file per job that keeps each entry's stream id, so a
 client that resumes with ``Last-Event-ID`` gets the same ids from either source.
+Those are the current attempt's; when a rerun or a retry starts the next attempt, the
+log of the one it replaces is kept in a file of that attempt's own
+(:func:`keep_attempt_log`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ def archive_path(log_dir: Path, job_id: int) -> Path:
     return log_dir / f"{job_id // 1000:04d}" / f"{job_id}.jsonl"
 
 
+def attempt_path(log_dir: Path, job_id: int, attempt: int) -> Path:
+    """Where the log of an attempt that a later one replaced is kept."""
+    return log_dir / f"{job_id // 1000:04d}" / f"{job_id}.attempt-{attempt}.jsonl"
+
+
 def read_live(redis: Redis, job_id: int, after: str = "0-0") -> list[LogEntry]:
     """Every entry of the live stream after ``after`` (exclusive)."""
     rows = redis.xrange(keys.log_stream(job_id), min=f"({after}" if after != "0-0" else "-")
@@ -36,31 +44,40 @@ def wait_live(redis: Redis, job_id: int, after: str, block_ms: int) -> list[LogE
 
 def read_archive(log_dir: Path, job_id: int, after: str = "0-0") -> list[LogEntry] | None:
     """Entries of an archived log after ``after``; None when the job has no archive."""
-    path = archive_path(log_dir, job_id)
-    try:
-        lines = path.read_text("utf-8").splitlines()
-    except FileNotFoundError:
-        return None
-    entries = [LogEntry(**json.loads(line)) for line in lines if line]
-    return [entry for entry in entries if _after(entry.id, after)]
+    entries = _read(archive_path(log_dir, job_id))
+    return None if entries is None else [entry for entry in entries if _after(entry.id, after)]
+
+
+def read_attempt(log_dir: Path, job_id: int, attempt: int) -> list[LogEntry] | None:
+    """The log of an earlier attempt of the job; None when none was kept for it."""
+    return _read(attempt_path(log_dir, job_id, attempt))
 
 
 def archive(redis: Redis, log_dir: Path, job_id: int) -> Path:
     """Copy the job's live stream to its archive file.
 
-    Written to a temporary file and renamed, so readers never see half a log.
     The stream is then left to expire, so clients following it can finish.
     """
-    entries = read_live(redis, job_id)
-    path = archive_path(log_dir, job_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for entry in entries:
-            handle.write(json.dumps(entry.__dict__) + "\n")
-    os.replace(tmp, path)
+    path = _write(archive_path(log_dir, job_id), read_live(redis, job_id))
     redis.expire(keys.log_stream(job_id), keys.LOG_STREAM_TTL_SECONDS)
     return path
+
+
+def keep_attempt_log(redis: Redis, log_dir: Path, job_id: int, attempt: int,
+                 archived: bool) -> Path:
+    """Copy the log of the job's current ``attempt`` to that attempt's own file, before the
+    next attempt starts and takes over the archive file and the live stream.
+
+    Args:
+        archived: the database says the attempt's log is archived (see :func:`read_all`);
+            else (its runner was lost, or it never ran) what the live stream holds is kept.
+
+    Only copied: the caller removes the current log (:func:`discard`) once the next
+    attempt is committed, so a failure before that leaves the log where it was.
+    """
+    entries = read_archive(log_dir, job_id) if archived else None
+    return _write(attempt_path(log_dir, job_id, attempt),
+                  entries if entries is not None else read_live(redis, job_id))
 
 
 def discard(redis: Redis, log_dir: Path, job_id: int) -> None:
@@ -78,6 +95,26 @@ def read_all(redis: Redis, log_dir: Path, job: Job, after: str = "0-0") -> list[
     """
     archived = read_archive(log_dir, job.id, after) if job.log_archived else None
     return archived if archived is not None else read_live(redis, job.id, after)
+
+
+def _read(path: Path) -> list[LogEntry] | None:
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    return [LogEntry(**json.loads(line)) for line in lines if line]
+
+
+def _write(path: Path, entries: list[LogEntry]) -> Path:
+    """Write a log file through a temporary one renamed into place, so readers never see
+    half a log."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for entry in entries:
+            handle.write(json.dumps(entry.__dict__) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def _after(entry_id: str, after: str) -> bool:

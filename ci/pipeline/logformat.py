@@ -4,7 +4,8 @@ Each Redis stream entry has a kind ``t`` and a payload ``d``:
 
 - ``step``: a step begins; ``s`` is its 0-based index, ``d`` its name.
 - ``out``: output of step ``s`` (stdout and stderr interleaved), UTF-8 text.
-- ``info``: a line from Slipway itself (cloning, pulling, errors); ``s`` is -1.
+- ``info``: a line from Slipway itself (cloning, pulling, exit codes, errors); ``s`` is
+  the step it concerns, -1 before the first step.
 - ``end``: the job finished; ``d`` is its status. Nothing follows it.
 
 Sections numbered :data:`SERVICE_SECTIONS_START` and below hold the output of the

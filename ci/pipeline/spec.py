@@ -40,7 +40,7 @@ class JobSpec:
         clone_url: where to clone from (https, ssh, a local path or ``file://``).
         sha: the exact commit to check out.
         ref: the git ref the build was triggered for (``refs/heads/main``).
-        event: ``push``, ``tag``, ``pull_request`` or ``manual``.
+        event: ``push``, ``tag``, ``pull_request``, ``manual`` or ``cron``.
         branch: the branch ``when`` filters match (a pull request's base branch).
         default_branch: the repository's default branch, whose cache a new branch
             starts from.

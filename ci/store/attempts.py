@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ci.pipeline.status import Status
-from ci.store.models import Job, Step, utcnow
+from ci.store import history
+from ci.store.models import Job, utcnow
 
 __all__ = [
     "EventTurn",
@@ -73,18 +74,23 @@ def claim_requeue(session: Session, job_id: int, attempt: int) -> bool:
 def claim_retry(session: Session, job_id: int, attempt: int) -> bool:
     """Put a running job whose runner was lost back in the queue as a new attempt, once.
 
-    Its steps go (the next runner plans them again); the lost runner's late events belong
-    to the old attempt and are ignored. False when the job was retried already, was
-    retried or finished by another process, or its runner was lost before.
+    The lost attempt is kept as it was, ended ``errored`` (``ci.store.history``); its
+    steps go from the job (the next runner plans them again); the lost runner's late
+    events belong to the old attempt and are ignored. False when the job was retried
+    already, was retried or finished by another process, or its runner was lost before.
     """
-    retried = _claim(session, job_id, attempt, Status.RUNNING, Job.runner_losses == 0,
-                     attempt=attempt + 1, event_seq=0, status=Status.QUEUED, runner=None,
-                     started_at=None, runner_losses=Job.runner_losses + 1,
-                     enqueued_at=utcnow())
-    if retried:
-        session.execute(delete(Step).where(Step.job_id == job_id)
-                        .execution_options(synchronize_session=False))
-    return retried
+    if not _claim(session, job_id, attempt, Status.RUNNING, Job.runner_losses == 0,
+                  runner_losses=Job.runner_losses + 1):
+        return False
+    # The claim holds the job now: what the attempt showed is read, kept, then reset.
+    job = session.get(Job, job_id)
+    now = utcnow()
+    history.keep_lost_attempt(job, now)
+    job.attempt, job.event_seq, job.status = attempt + 1, 0, Status.QUEUED
+    job.runner = job.started_at = None
+    job.enqueued_at = now
+    job.steps.clear()
+    return True
 
 
 def claim_loss(session: Session, job_id: int, attempt: int) -> bool:

@@ -1,4 +1,5 @@
-"""Database tables: repositories, builds, jobs and steps; users and what they may do.
+"""Database tables: repositories, builds, jobs (and their earlier attempts) and steps; users
+and what they may do; schedules.
 
 SQL is the source of truth for everything a user needs later. The schema itself
 is created and changed only by the Alembic migrations in ``ci/migrations``.
@@ -7,8 +8,9 @@ is created and changed only by the Alembic migrations in ``ci/migrations``.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column, relationship
 
 from ci.pipeline.status import Status
@@ -74,6 +76,7 @@ class Build(Base):
     __table_args__ = (
         UniqueConstraint("repo_id", "number"),
         Index("ix_builds_repo_branch", "repo_id", "branch", "number"),
+        Index("ix_builds_repo_pr", "repo_id", "pr_number", "number"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -133,6 +136,30 @@ class Job(Base):
     build: Mapped[Build] = relationship(back_populates="jobs")
     steps: Mapped[list[Step]] = relationship(back_populates="job", order_by="Step.number",
                                              cascade="all, delete-orphan", passive_deletes=True)
+    #: The attempts a rerun or a retry replaced, oldest first (``ci.store.history``).
+    earlier_attempts: Mapped[list[JobAttempt]] = relationship(
+        order_by="JobAttempt.number", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class JobAttempt(Base):
+    """An attempt of a job that a later one replaced, as it ended: a rerun or a retry
+    resets the job's own row for the next attempt, and this keeps what the earlier showed."""
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (UniqueConstraint("job_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    number: Mapped[int]
+    status: Mapped[Status] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    runner: Mapped[str | None] = mapped_column(String(255))
+    image: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    #: Its steps, as they ended: ``number``, ``name``, ``status``, ``exit_code`` and ISO
+    #: ``started_at`` / ``finished_at`` each. Written once, never queried by step.
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
 class Secret(Base):
@@ -207,6 +234,40 @@ class RepoAccess(Base):
     permission: Mapped[str] = mapped_column(String(10))
 
     user: Mapped[User] = relationship()
+
+
+class Schedule(Base):
+    """A cron expression that builds a branch's head at each time it names
+    (``ci.builds.schedules``). The next time is kept here, not in a process, so a restart
+    or a second recorder picks up where the last one stopped."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (Index("ix_schedules_repo", "repo_id"),
+                      Index("ix_schedules_next_due", "next_due"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    branch: Mapped[str] = mapped_column(String(255))
+    #: Five cron fields (``0 3 * * *``) or a nickname (``@daily``), as croniter reads them.
+    expression: Mapped[str] = mapped_column(String(100))
+    #: The IANA time zone the expression counts in (``Europe/Paris``).
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    enabled: Mapped[bool] = mapped_column(default=True)
+    #: Who added it: a user's name, or who ran the CLI.
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The next time it builds (UTC); a recorder claims it by moving it on.
+    next_due: Mapped[datetime]
+    #: The last time it was due and claimed, and the last build it made (None: none yet,
+    #: or removed since); ``error`` says when that time made none.
+    last_slot: Mapped[datetime | None]
+    last_build_id: Mapped[int | None] = mapped_column(
+        ForeignKey("builds.id", ondelete="SET NULL"))
+    #: Why its last time made no build (the branch is gone, the remote did not answer).
+    error: Mapped[str | None] = mapped_column(Text)
+
+    repo: Mapped[Repo] = relationship()
+    last_build: Mapped[Build | None] = relationship()
 
 
 # Relationships are resolved now rather than on first use, so that instances built

@@ -22,6 +22,7 @@ from ci.forges.payload import MAX_REF_BYTES
 from ci.pipeline.events import BRANCH_EVENTS
 from ci.pipeline.matrix import cell_name
 from ci.pipeline.status import Status, worst
+from ci.store import history
 from ci.store.models import (ApiToken, Base, Build, Job, Repo, RepoAccess, Secret, Step, User,
                              utcnow)
 
@@ -83,7 +84,7 @@ __all__ = [
 FAILURES = (Status.FAILED, Status.ERRORED)
 REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 #: Owners that would shadow Slipway's own URLs (``/api/…``, ``/hooks/…``, ``/static/…``).
-RESERVED_OWNERS = {"api", "hooks", "static"}
+RESERVED_OWNERS = {"admin", "api", "events", "hooks", "static"}
 #: What a repo may register as; Forgejo and Gogs repos register as ``gitea``.
 FORGES = tuple(forges.FORGES)
 
@@ -333,10 +334,16 @@ def finish_job(session: Session, job: Job, status: Status, at: datetime,
 
 
 def reset_failed_jobs(session: Session, build: Build) -> list[Job]:
-    """Put a finished build's failed, errored and canceled jobs back in the queue."""
+    """Put a finished build's failed, errored and canceled jobs back in the queue, each as
+    its next attempt; the attempt each ends is kept (``ci.store.history``).
+
+    The build's timing starts again too, from the rerun's first job to start: its
+    duration is the rerun's, not the time since the first attempt began.
+    """
     rerun = [job for job in build.jobs
              if job.status in (Status.FAILED, Status.ERRORED, Status.CANCELED)]
     for job in rerun:
+        history.keep_attempt(job)
         job.attempt += 1
         job.event_seq = job.runner_losses = 0
         job.status = Status.QUEUED
@@ -346,7 +353,7 @@ def reset_failed_jobs(session: Session, build: Build) -> list[Job]:
         job.steps.clear()
     if rerun:
         build.status = Status.QUEUED
-        build.finished_at = build.error = None
+        build.started_at = build.finished_at = build.error = None
     return rerun
 
 
@@ -380,7 +387,11 @@ def validate_branch(branch: str) -> str:
     if not branch or BAD_BRANCH.search(branch):
         raise StoreError(f"{branch!r} is not a branch name git accepts; e.g. main or "
                          "release/1.2")
-    size = len(branch.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(branch.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800"): no ref is named so
+        raise StoreError(f"{branch!r} is not a branch name git accepts: it is not valid "
+                         "UTF-8") from None
     if size > MAX_BRANCH_BYTES:
         raise StoreError(f"the branch name is {size} bytes long; Slipway builds branches of "
                          f"at most {MAX_BRANCH_BYTES} bytes (UTF-8)")

@@ -2,7 +2,8 @@
 
 Each is a form post (with the session's CSRF token, checked in ``ci.views.auth``)
 that calls the same build service as the API and the CLI, then goes back to the
-page with a message saying what happened.
+page with a message saying what happened: a refusal in the ``error`` category, shown
+as an alert, and never with a clone URL's credentials.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from werkzeug.wrappers import Response
 
 from ci import store
 from ci.builds import service
+from ci.pipeline.redact import without_credentials
 from ci.store.models import Build, Repo
 from ci.views.auth import current_user
 from ci.views.lookup import job_of_or_404, repo_or_404, writable_build, writable_repo
@@ -53,19 +55,30 @@ def _on_build(owner: str, name: str, number: int, act: Callable[[Repo, Build], D
     try:
         done = act(repo, writable_build(repo, number))
     except store.StoreError as exc:
-        done = Done(f"{refused}: {exc}.", number)
+        done = Done(_refusal(refused, exc), number, ERROR)
     except RedisError:
-        done = Done(f"{refused}: Redis, which tells runners what to do, does not answer.", number)
-    flash(done.message)
+        done = Done(f"{refused}: Redis, which tells runners what to do, does not answer.", number,
+                    ERROR)
+    flash(done.message, done.category)
     return redirect(_page_of(repo, done.page))
+
+
+#: The flash category of a refusal; the page shows it as an alert.
+ERROR = "error"
+
+
+def _refusal(refused: str, exc: store.StoreError) -> str:
+    """``refused`` and why: the service's words, which may quote what git said."""
+    return without_credentials(f"{refused}: {exc}.")
 
 
 @dataclass(frozen=True)
 class Done:
-    """What an action says, and the number of the build page to show it on."""
+    """What an action says, the number of the build page to show it on, and how."""
 
     message: str
     page: int
+    category: str = "message"
 
 
 @bp.post("/<owner>/<name>/builds")
@@ -75,9 +88,10 @@ def trigger(owner: str, name: str) -> Response:
         return repo
     try:
         wanted = service.manual_trigger(write_session(), repo,
-                                        branch=request.form.get("branch") or None)
+                                        branch=request.form.get("branch") or None,
+                                        who=current_user().name)
     except store.StoreError as exc:
-        flash(f"Nothing was built: {exc}.")
+        flash(_refusal("Nothing was built", exc), ERROR)
         return redirect(_page_of(repo))
     accepted = service.accept(write_session(), redis(), settings(), repo, wanted)
     flash(f"Build #{accepted.build.number} of {wanted.branch} queued.")

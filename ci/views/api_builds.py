@@ -16,12 +16,13 @@ from redis.exceptions import RedisError
 from ci import store
 from ci.builds import service
 from ci.logs import storage
-from ci.pipeline.events import EVENTS
 from ci.pipeline.logformat import to_text
+from ci.pipeline.redact import without_credentials
 from ci.pipeline.status import Status
 from ci.store.models import Build, Repo
 from ci.views.api import json_object, page_args
 from ci.views.auth import current_user
+from ci.views.build_filters import BadFilter, parse_filters
 from ci.views.lookup import (build_or_404, job_of_or_404, job_or_404, repo_or_404, writable_build,
                              writable_repo)
 from ci.views.present import build_json, job_json
@@ -37,27 +38,16 @@ def _build_url(repo: Repo, build: Build) -> str:
     return url_for("api_builds.get_build", owner=repo.owner, name=repo.name, number=build.number)
 
 
-def _one_of(arg: str, allowed: tuple[str, ...]) -> str | None:
-    value = request.args.get(arg) or None
-    if value is not None and value not in allowed:
-        abort(400, description=f"{arg} {value!r} is not one of {', '.join(allowed)}")
-    return value
-
-
 @bp.get("/repos/<owner>/<name>/builds")
 def list_builds(owner: str, name: str):
     repo = repo_or_404(owner, name)
     page, per_page = page_args()
-    status = _one_of("status", tuple(Status))
-    branch = request.args.get("branch") or None
-    if branch is not None:
-        try:
-            store.validate_branch(branch)
-        except store.StoreError as exc:
-            abort(400, description=str(exc))
-    items, total = store.search_builds(session(), repo, page, per_page, branch=branch,
-                                       status=Status(status) if status else None,
-                                       event=_one_of("event", EVENTS))
+    try:
+        filters = parse_filters(request.args)  # as the repository page reads them
+    except BadFilter as bad:
+        abort(400, description=str(bad))
+    items, total = store.search_builds(session(), repo, page, per_page, branch=filters.branch,
+                                       status=filters.status, event=filters.event)
     base = settings().base_url
     return {"builds": [build_json(build, base, repo) for build in items],
             "page": page, "per_page": per_page, "total": total}
@@ -69,9 +59,9 @@ def trigger(owner: str, name: str):
     body = json_object({"branch": str, "sha": str})
     try:
         wanted = service.manual_trigger(write_session(), repo, branch=body.get("branch"),
-                                        sha=body.get("sha"))
+                                        sha=body.get("sha"), who=current_user().name)
     except store.StoreError as exc:
-        abort(400, description=str(exc))
+        abort(400, description=without_credentials(str(exc)))
     accepted = service.accept(write_session(), redis(), settings(), repo, wanted)
     data = _with_jobs(repo, accepted.build)
     data["queued"] = accepted.enqueued
@@ -93,7 +83,7 @@ def _on_build(owner: str, name: str, number: int,
     try:
         return act(repo, build)
     except store.StoreError as exc:
-        abort(409, description=str(exc))
+        abort(409, description=without_credentials(str(exc)))
     except RedisError:
         abort(503, description="Redis, which tells runners what to do, does not answer; "
                                "nothing was done; try again in a moment")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from ci.pipeline.redact import without_credentials
+
 JSON_PREFIXES = ("/api/", "/hooks/")
 
 
@@ -16,7 +18,8 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
-        message = exc.description or exc.name
+        # A store or git error may quote a clone URL: never with its credentials.
+        message = without_credentials(exc.description or exc.name)
         if exc.code == 413:
             message = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
         # Keep what the client needs to react: Retry-After, WWW-Authenticate, Allow.

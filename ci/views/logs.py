@@ -1,9 +1,10 @@
-"""Job logs over HTTP: the raw text, and a live Server-Sent Events stream.
+"""Job logs over HTTP: the raw text, and live Server-Sent Events streams.
 
-The SSE stream sends every entry after ``Last-Event-ID`` (the Redis stream id,
-or the same id from the archive), then blocks on Redis for new ones, so a client
-that connects mid-job gets all earlier lines and then each new one as it comes.
-It holds no database connection while it streams.
+A job's stream sends every entry after ``Last-Event-ID`` (the Redis stream id, or the
+same id from the archive), then blocks on Redis for new ones, so a client that connects
+mid-job gets all earlier lines and then each new one as it comes. A build's stream
+(:mod:`ci.views.build_events`) does the same for all its jobs at once, with the build's
+state, for the build page. Neither holds a database connection while it streams.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import json
 import re
 from typing import Iterator
 
-from flask import Blueprint, Response, request, stream_with_context
+from flask import Blueprint, Response, abort, request, stream_with_context
+from werkzeug.utils import secure_filename
 
 from ci import store
-from ci.logs import storage
+from ci.logs import multiplex, storage
+from ci.logs.plain import strip_ansi
 from ci.logs.render import LogRenderer
-from ci.pipeline.logformat import END, to_text
-from ci.views.lookup import job_or_404
+from ci.pipeline.logformat import END, LogEntry, to_text
+from ci.views.build_events import BuildEvents
+from ci.views.lookup import build_or_404, job_or_404
 from ci.views.resources import redis, resources, session, settings
 
 bp = Blueprint("logs", __name__)
@@ -29,11 +33,35 @@ KEEPALIVE_MS = 15_000
 
 @bp.get("/<owner>/<name>/builds/<int:number>/jobs/<int:job_number>/log.txt")
 def log_text(owner: str, name: str, number: int, job_number: int) -> Response:
-    _repo, _build, job = job_or_404(owner, name, number, job_number)
+    """The job's log as plain text, without the escape sequences a browser would show as
+    ``[31m``; ``?download=1`` saves it as a file named for the repository, build and job."""
+    repo, _build, job = job_or_404(owner, name, number, job_number)
+    download = request.args.get("download", "0")
+    if download not in ("0", "1"):
+        abort(400, description=f"download is 1 (save the log as a file) or 0, not {download!r}")
     entries = storage.read_all(redis(), settings().log_dir, job)
-    response = Response(to_text(entries), mimetype="text/plain")
+    response = Response(strip_ansi(to_text(entries)), mimetype="text/plain")
     response.headers["Cache-Control"] = "no-cache"
+    if download == "1":
+        filename = secure_filename(f"{repo.owner}-{repo.name}-{number}-{job_number}.log")
+        response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+@bp.get("/<owner>/<name>/builds/<int:number>/events")
+def build_events(owner: str, name: str, number: int) -> Response:
+    """The build page's live stream: all its jobs' logs and the build's state, resumed
+    from ``Last-Event-ID`` or ``?after=`` (a cursor of :mod:`ci.logs.multiplex`)."""
+    repo, build = build_or_404(owner, name, number)
+    cursor = request.headers.get("Last-Event-ID") or request.args.get("after", "")
+    try:
+        positions = multiplex.parse_cursor(cursor)
+    except ValueError as exc:
+        abort(400, description=f"after: {exc}")
+    events = BuildEvents(redis(), resources().sessions, settings().log_dir, repo, build,
+                         positions)
+    session().close()
+    return _event_stream(events.events())
 
 
 @bp.get("/<owner>/<name>/builds/<int:number>/jobs/<int:job_number>/events")
@@ -45,8 +73,11 @@ def log_events(owner: str, name: str, number: int, job_number: int) -> Response:
         after = "0-0"
     archived = job.log_archived
     session().close()
-    stream = _events(redis(), settings().log_dir, job_id, archived, after)
-    response = Response(stream_with_context(stream), mimetype="text/event-stream")
+    return _event_stream(_events(redis(), settings().log_dir, job_id, archived, after))
+
+
+def _event_stream(events: Iterator[str]) -> Response:
+    response = Response(stream_with_context(events), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
@@ -82,10 +113,6 @@ def _archived(job_id: int) -> bool:
         return store.log_archived(db_session, job_id)
 
 
-def _sse(renderer: LogRenderer, entry) -> str:
-    payload = {"kind": entry.kind, "step": entry.step, "html": renderer.render(entry)}
-    if entry.kind == "step":
-        payload["name"] = entry.data
-    if entry.kind == END:
-        payload["status"] = entry.data
+def _sse(renderer: LogRenderer, entry: LogEntry) -> str:
+    payload = renderer.payload(entry)
     return f"id: {entry.id}\nevent: {entry.kind}\ndata: {json.dumps(payload)}\n\n"

@@ -12,8 +12,10 @@ from typing import Any
 from flask import Blueprint
 
 from ci import forges
+from ci.builds.cron import MAX_EXPRESSION_CHARS
 from ci.pipeline.events import EVENTS
 from ci.pipeline.status import Status
+from ci.store import MAX_BRANCH_BYTES
 from ci.views.api import MAX_PER_PAGE
 from ci.views.lookup import MAX_NUMBER
 
@@ -69,6 +71,7 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 REPO = ("owner", "name")
 BUILD = (*REPO, "number")
 JOB = (*BUILD, "job_number")
+ATTEMPT = (*JOB, "attempt")
 ACTION = (400, 403, 404)
 
 #: Path parameters by component name: the name in the URL, its schema, an example.
@@ -77,6 +80,8 @@ _PATH_PARAMETERS = {
     "name": ("name", {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"}, "project"),
     "number": ("number", {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER}, 1),
     "job_number": ("job_number", {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER}, 1),
+    "attempt": ("attempt", {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER}, 1),
+    "schedule_id": ("schedule_id", {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER}, 1),
     "secret_name": ("secret_name", {"type": "string", "pattern": r"^[A-Z_][A-Z0-9_]{0,99}$"},
                     "DEPLOY_TOKEN"),
     "forge": ("name", {"type": "string", "enum": sorted(
@@ -139,7 +144,20 @@ SCHEMAS: dict[str, Any] = {
         "image": _nullable("string"), "runner": _nullable("string"),
         "error": _nullable("string"), "duration_seconds": _nullable("number"),
         "log_url": {"type": "string"}, "events_url": {"type": "string"},
-        "steps": {"type": "array", "items": _ref("Step")}}},
+        "steps": {"type": "array", "items": _ref("Step")},
+        "attempts": {"type": "array", "items": _ref("Attempt"),
+                     "description": "every attempt, oldest first; the last is the current"}}},
+    "Attempt": {"type": "object", "required": ["number", "current", "status", "log_url"],
+                "properties": {
+                    "number": {"type": "integer"}, "current": {"type": "boolean"},
+                    "status": {"type": "string", "enum": list(Status)},
+                    "image": _nullable("string"), "runner": _nullable("string"),
+                    "error": _nullable("string"),
+                    "started_at": _nullable("string", format="date-time"),
+                    "finished_at": _nullable("string", format="date-time"),
+                    "duration_seconds": _nullable("number"),
+                    "log_url": {"type": "string", "description": "the attempt's log as text"},
+                    "steps": {"type": "array", "items": _ref("Step")}}},
     "Step": {"type": "object", "required": ["number", "name", "status"], "properties": {
         "number": {"type": "integer"}, "name": {"type": "string"},
         "status": {"type": "string", "enum": list(Status)},
@@ -154,11 +172,85 @@ SCHEMAS: dict[str, Any] = {
         "state": {"type": "string", "enum": ["passing", "failing", "error", "running",
                                              "canceled", "unknown"]},
         "url": {"type": "string"}}},
+    "Schedule": {"type": "object", "required": ["id", "branch", "expression", "time_zone",
+                                                "enabled", "next_due"], "properties": {
+        "id": {"type": "integer"}, "branch": {"type": "string"},
+        "expression": {"type": "string", "example": "0 3 * * *"},
+        "time_zone": {"type": "string", "example": "Europe/Paris"},
+        "enabled": {"type": "boolean"}, "created_by": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "next_due": _nullable("string", format="date-time",
+                              description="when it builds next; null while disabled"),
+        "last_slot": _nullable("string", format="date-time",
+                               description="the last time it was due (the newest of those "
+                                           "missed while no recorder ran)"),
+        "error": _nullable("string", description="why its last time made no build"),
+        "last_build": {**_ref("Build"), "nullable": True,
+                       "description": "the last build it made"},
+        "url": {"type": "string"}}},
+    "Schedules": {"type": "object", "required": ["schedules"], "properties": {
+        "schedules": {"type": "array", "items": _ref("Schedule")}}},
+    "NewSchedule": {"type": "object", "additionalProperties": False, "required": ["expression"],
+                    "properties": {
+                        "expression": {
+                            "type": "string", "maxLength": MAX_EXPRESSION_CHARS,
+                            "example": "0 3 * * *",
+                            "description": "five cron fields (minute hour day-of-month month "
+                                           "day-of-week) or @hourly, @daily, @weekly, "
+                                           "@monthly, @yearly"},
+                        "branch": {"type": "string", "maxLength": MAX_BRANCH_BYTES,
+                                   "description": "whose head is built (default branch)"},
+                        "time_zone": {"type": "string", "maxLength": 64,
+                                      "example": "Europe/Paris",
+                                      "description": "an IANA name (default UTC)"}}},
+    "ScheduleChanges": {"type": "object", "additionalProperties": False,
+                        "required": ["enabled"], "properties": {"enabled": {
+                            "type": "boolean",
+                            "description": "enabled again, it builds from its next time on"}}},
     "HookAnswer": {"type": "object", "properties": {
         "status": {"type": "string", "enum": ["accepted", "ignored", "duplicate", "skipped"]},
         "reason": {"type": "string"}, "queued": {"type": "boolean"},
         "build": {"type": "object"}}},
+    # The data of the build page's live stream's events (see BUILD_EVENTS).
+    "BuildState": {"type": "object", "required": ["number", "status", "jobs", "now"],
+                   "properties": {
+                       **{key: _BUILD_FIELDS[key] for key in (
+                           "number", "status", "error", "started_at", "finished_at")},
+                       "now": {"type": "string", "format": "date-time",
+                               "description": "the server's clock, for running durations"},
+                       "jobs": {"type": "array", "items": {"type": "object", "properties": {
+                           "number": {"type": "integer"}, "name": {"type": "string"},
+                           "status": {"type": "string", "enum": list(Status)},
+                           "attempt": {"type": "integer"}, "image": _nullable("string"),
+                           "runner": _nullable("string"), "error": _nullable("string"),
+                           "started_at": _nullable("string", format="date-time"),
+                           "finished_at": _nullable("string", format="date-time"),
+                           "steps": {"type": "array", "items": _ref("Step")}}}}}},
+    "LogEvent": {"type": "object", "required": ["job", "attempt", "entries"], "properties": {
+        "job": {"type": "integer"}, "attempt": {"type": "integer"},
+        "reset": {"type": "boolean",
+                  "description": "a new attempt began: drop the job's lines shown so far"},
+        "entries": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "string", "example": "1700000000000-0"},
+            "kind": {"type": "string", "enum": ["step", "out", "info", "end"]},
+            "step": {"type": "integer", "description": "-1: the job's own; -2 and below: "
+                                                       "services"},
+            "html": {"type": "string", "description": "escaped text, a line per newline"},
+            "name": {"type": "string", "description": "a step's, on kind step"},
+            "status": {"type": "string", "description": "the job's, on kind end"}}}}}},
 }
+
+#: The build page's stream: not an API route (it ends only once its build finished, so it
+#: is not fuzzed), described with the build it follows.
+BUILD_EVENTS = (
+    "Live, the build page follows the build over one Server-Sent Events stream, "
+    "`GET /{owner}/{name}/builds/{number}/events` (`text/event-stream`, readable by whoever "
+    "may read the build): a `state` event (schema `BuildState`) at the start and at each "
+    "change of the build; `log` events (schema `LogEvent`) with each job's new log entries; "
+    "`end` once the build finished and every log was sent. A `log` event's `id` is a cursor "
+    "(`1.1:1700000000000-0,2.1:1700000000123-4`: job number, attempt, last entry id) from "
+    "which `Last-Event-ID` or `?after=` resumes every job's log without a gap or a repeat; "
+    "a malformed one is answered 400.")
 
 _LOG_HEADERS = {
     "X-Next-Offset": {"schema": {"type": "integer"},
@@ -191,6 +283,23 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/repos/{owner}/{name}/badge": {"get": _op(
         "What the repository's badge shows", {200: _json(_ref("Badge"), "the badge")},
         params=REPO, query=(_query("branch", {"type": "string"}, "default: default branch"),))},
+    "/api/repos/{owner}/{name}/schedules": {
+        "get": _op("The repository's schedules", {200: _json(_ref("Schedules"), "schedules")},
+                   params=REPO),
+        "post": _op("Build a branch at the times of a cron expression (write permission)",
+                    {201: _json(_ref("Schedule"), "the schedule, with its first time")},
+                    errors=ACTION, params=REPO, body=_ref("NewSchedule")),
+    },
+    "/api/repos/{owner}/{name}/schedules/{schedule_id}": {
+        "get": _op("A schedule", {200: _json(_ref("Schedule"), "the schedule")},
+                   params=(*REPO, "schedule_id")),
+        "patch": _op("Enable or disable a schedule (write permission)",
+                     {200: _json(_ref("Schedule"), "the changed schedule")}, errors=ACTION,
+                     params=(*REPO, "schedule_id"), body=_ref("ScheduleChanges")),
+        "delete": _op("Remove a schedule; its builds stay (write permission)",
+                      {204: {"description": "removed"}}, errors=(403, 404),
+                      params=(*REPO, "schedule_id")),
+    },
     "/api/repos/{owner}/{name}/secrets": {"get": _op(
         "Names of the repository's secrets (write permission)",
         {200: _json(_ref("Secrets"), "names, never values")}, errors=(403, 404), params=REPO)},
@@ -206,19 +315,24 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/repos/{owner}/{name}/builds": {
         "get": _op("Builds, newest first", {200: _json(_ref("BuildPage"), "one page")},
                    errors=(400, 404), params=REPO, query=(
-                       _query("branch", {"type": "string"}, "only builds of this branch"),
-                       _query("status", {"type": "string", "enum": list(Status)}, "only these"),
-                       _query("event", {"type": "string", "enum": list(EVENTS)}, "only these"),
-                       _query("page", {"type": "integer", "minimum": 1}, "from 1"),
+                       _query("branch", {"type": "string", "maxLength": MAX_BRANCH_BYTES},
+                              "only builds of this branch (pull requests: into it); a name "
+                              "git refuses is a 400, as on the repository page"),
+                       _query("status", {"type": "string", "enum": list(Status)},
+                              "only builds in this state"),
+                       _query("event", {"type": "string", "enum": list(EVENTS)},
+                              "only builds of this trigger"),
+                       _query("page", {"type": "integer", "minimum": 1},
+                              "from 1; past the last page the list is empty"),
                        _query("per_page", {"type": "integer", "minimum": 1,
                                            "maximum": MAX_PER_PAGE}, "builds per page"))),
         "post": _op("Build a branch's head or a commit by hand (write permission)",
                     {201: _json(_ref("Build"), "the queued build")}, errors=ACTION,
                     params=REPO, body=_ref("Trigger")),
     },
-    "/api/repos/{owner}/{name}/builds/{number}": {"get": _op(
+    "/api/repos/{owner}/{name}/builds/{number}": {"get": {**_op(
         "A build with its jobs and steps", {200: _json(_ref("Build"), "the build")},
-        params=BUILD)},
+        params=BUILD), "description": BUILD_EVENTS}},
     "/api/repos/{owner}/{name}/builds/{number}/cancel": {"post": _op(
         "Stop a build's unfinished jobs (write permission)",
         {202: _json(_ref("Canceled"), "asked to stop")}, errors=(403, 404, 409, 503),
@@ -241,6 +355,26 @@ PATHS: dict[str, dict[str, Any]] = {
          416: _json(_ref("Error"), "the offset is past the log's end; start from 0")},
         errors=(400, 404), params=JOB,
         query=(_query("offset", {"type": "integer", "minimum": 0}, "bytes to skip"),))},
+    "/api/repos/{owner}/{name}/builds/{number}/jobs/{job_number}/attempts/{attempt}/log": {
+        "get": _op("The log of one attempt of a job as text: an earlier one a rerun or a "
+                   "retry replaced, or the current",
+                   {200: {"description": "the attempt's log",
+                          "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                   params=ATTEMPT)},
+    # A job's `log_url`, which is a page: its errors are pages too.
+    "/{owner}/{name}/builds/{number}/jobs/{job_number}/log.txt": {"get": {
+        "summary": "A job's log as plain text, without terminal escape sequences",
+        "parameters": [{"$ref": f"#/components/parameters/{name}"} for name in JOB] + [
+            _query("download", {"type": "string", "enum": ["0", "1"]},
+                   "1: sent as a file to save, `<owner>-<name>-<build>-<job>.log`")],
+        "responses": {
+            "200": {"description": "the log",
+                    "headers": {"Content-Disposition": {"schema": {"type": "string"},
+                                                        "description": "with download=1"}},
+                    "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **{str(code): {"description": text, "content": {"text/html": {}}}
+               for code, text in ((400, "download is neither 0 nor 1"), (401, _ERRORS[401]),
+                                  (404, _ERRORS[404]))}}}},
     "/hooks/{name}": {"post": {
         "summary": "A forge's webhook (signed with the repository's webhook secret)",
         "security": [], "parameters": [{"$ref": "#/components/parameters/forge"}],

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from ci import store
 from ci.pipeline.durations import human_duration
 from ci.store.models import Build, Job, Repo, Step, utcnow
 
@@ -91,10 +92,23 @@ def job_json(job: Job, base_url: str, repo: Repo, build: Build) -> dict[str, Any
         "duration_seconds": seconds_between(job.started_at, job.finished_at),
         "log_url": f"{page}/log.txt", "events_url": f"{page}/events",
         "steps": [step_json(step) for step in job.steps],
+        "attempts": [attempt_json(attempt, page) for attempt in store.list_attempts(job)],
     }
 
 
-def step_json(step: Step) -> dict[str, Any]:
+def attempt_json(attempt: store.Attempt, job_page: str) -> dict[str, Any]:
+    """One attempt of a job (``job_page`` is the job's URL), with where to read its log."""
+    return {
+        "number": attempt.number, "current": attempt.current, "status": str(attempt.status),
+        "image": attempt.image, "runner": attempt.runner, "error": attempt.error,
+        "started_at": iso(attempt.started_at), "finished_at": iso(attempt.finished_at),
+        "duration_seconds": seconds_between(attempt.started_at, attempt.finished_at),
+        "log_url": f"{job_page}/attempts/{attempt.number}/log.txt",
+        "steps": [step_json(step) for step in attempt.steps],
+    }
+
+
+def step_json(step: Step | store.AttemptStep) -> dict[str, Any]:
     return {
         "number": step.number, "name": step.name, "status": str(step.status),
         "exit_code": step.exit_code, "started_at": iso(step.started_at),
