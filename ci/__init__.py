@@ -27,6 +27,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
         admin_users,
         api,
         api_builds,
+        api_notifications,
         api_schedules,
         assets,
         attempt_logs,
@@ -38,6 +39,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
         list_events,
         lists,
         logs,
+        metrics,
         openapi,
         pages,
         resources,
@@ -60,7 +62,8 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     assets.init_app(app)
     compression.init_app(app)  # after security's hook, so runs before it: its 304s get headers
     auth.init_app(app)
-    for module in (hooks, openapi, api, api_builds, api_schedules, auth, badges, logs,
+    for module in (hooks, openapi, api, api_builds, api_schedules, api_notifications, auth,
+                   badges, logs, metrics,
                    attempt_logs, pages,
                    lists, list_events,
                    actions, admin_repos, admin_settings, admin_users, admin_runners,

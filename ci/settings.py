@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ci.notifications.mail import parse_smtp_url
 from ci.pipeline.config import parse_duration
 from ci.pipeline.spec import DEFAULT_IMAGE, DEFAULT_LOG_LIMIT_BYTES, DEFAULT_TIMEOUT_SECONDS, Limits
 from ci.redis_client import check_url
@@ -46,6 +47,14 @@ class Settings:
     encryption_key: str = ""
     auto_cancel_push: bool = False
     auto_cancel_pull_requests: bool = True
+    #: Required as ``Authorization: Bearer …`` by ``GET /metrics``; empty: it is open.
+    metrics_token: str = ""
+    #: Where notification mails go out (``smtp://``, ``smtps://``); empty: no mail.
+    smtp_url: str = ""
+    #: The mails' sender; empty: ``slipway@`` the host of ``base_url``.
+    mail_from: str = ""
+    #: How long a notification that could not be delivered waits before each next try.
+    notify_retry_seconds: tuple[int, ...] = (10, 60, 300, 1800)
 
     @property
     def log_dir(self) -> Path:
@@ -174,6 +183,26 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r} is not a yes/no value; use true or false")
 
 
+def _seconds(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    parts = [part.strip() for part in raw.split(",")]
+    if not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise SettingsError(f"{name}={raw!r} is not a list of seconds; use e.g. 10,60,300,1800")
+    return tuple(int(part) for part in parts)
+
+
+def _smtp_url(env: Mapping[str, str]) -> str:
+    url = env.get("SLIPWAY_SMTP_URL") or ""
+    if url:
+        try:
+            parse_smtp_url(url)
+        except ValueError as exc:
+            raise SettingsError(f"SLIPWAY_SMTP_URL: {exc}") from None
+    return url
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build :class:`Settings` from ``env`` (default: ``os.environ``) and overrides.
 
@@ -201,11 +230,16 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         default_image=env.get("SLIPWAY_DEFAULT_IMAGE") or _DEFAULTS.default_image,
         job_timeout_seconds=timeout,
         encryption_key=env.get("SLIPWAY_ENCRYPTION_KEY", ""),
+        metrics_token=env.get("SLIPWAY_METRICS_TOKEN", ""),
         log_limit_bytes=_int(env, "SLIPWAY_JOB_LOG_LIMIT_MB",
                              _DEFAULTS.log_limit_bytes // MIB) * MIB,
         auto_cancel_push=_bool(env, "SLIPWAY_AUTO_CANCEL_PUSH", _DEFAULTS.auto_cancel_push),
         auto_cancel_pull_requests=_bool(env, "SLIPWAY_AUTO_CANCEL_PULL_REQUESTS",
                                         _DEFAULTS.auto_cancel_pull_requests),
+        smtp_url=_smtp_url(env),
+        mail_from=env.get("SLIPWAY_MAIL_FROM") or "",
+        notify_retry_seconds=_seconds(env, "SLIPWAY_NOTIFY_RETRY_SECONDS",
+                                      _DEFAULTS.notify_retry_seconds),
         limits=Limits(
             memory=env.get("SLIPWAY_JOB_MEMORY") or limits.memory,
             cpus=_float(env, "SLIPWAY_JOB_CPUS", limits.cpus),

@@ -17,7 +17,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.stack import Stack
 
-CHROMIUM = os.environ.get("SLIPWAY_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = (os.environ.get("SLIPWAY_TEST_CHROMIUM") or shutil.which("chromium")
+            or "/usr/bin/chromium")
 DESKTOP = {"width": 1280, "height": 900}
 #: A common phone's CSS viewport (an iPhone 12–15's width).
 PHONE = {"width": 390, "height": 844}

@@ -69,7 +69,8 @@ class Stack:
             for role in ROLES:
                 self._start(role, commands[role])
             self._wait_ready("web", self._web_answers, "the web server answering")
-            self._wait_ready("recorder", lambda: "waiting for runner events" in self.log("recorder"),
+            self._wait_ready("recorder",
+                             lambda: "waiting for runner events" in self.log("recorder"),
                              "the recorder reading events")
             self._wait_ready("worker", lambda: len(self._workers()) >= self.runners,
                              f"{self.runners} runner workers registered")

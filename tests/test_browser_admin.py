@@ -70,7 +70,7 @@ def test_an_admin_adds_a_repository_and_runs_it(stack, git_repo, page, phone, sc
 
     page.click("text=Its builds")
     shot(page, screenshots, "repo-settings-link")
-    page.click("p.settings-link a")
+    page.click("nav.tabs a:text-is(\"Settings\")")
     page.fill("#secrets input[name=name]", "DEPLOY_KEY")
     page.fill("#secrets textarea[name=value]", "value-never-shown")
     page.click("#secrets form.stacked button")

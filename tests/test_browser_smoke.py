@@ -8,7 +8,8 @@ pytestmark = pytest.mark.docker
 
 
 def test_a_pushed_build_passes_and_its_page_shows_it(stack, git_repo, page, phone, screenshots):
-    sha = git_repo.commit({".slipway.yml": "steps:\n  - name: hello\n    run: echo hello-browser\n"})
+    pipeline = "steps:\n  - name: hello\n    run: echo hello-browser\n"
+    sha = git_repo.commit({".slipway.yml": pipeline})
     stack.add_repo("octo/project", git_repo.path)
     number = stack.push("octo/project", sha)
     assert stack.wait_finished("octo/project", number)["status"] == "passed"

@@ -74,6 +74,7 @@ def test_there_are_revisions_to_test():
     assert "0009" in REVISIONS  # every earlier attempt of a job
     assert "0010" in REVISIONS  # the pull requests view's index
     assert "0011" in REVISIONS  # schedules
+    assert "0012" in REVISIONS  # notifications
 
 
 def test_revision_0009_adds_the_attempts_table_and_takes_it_away_again(new_database):
@@ -106,6 +107,25 @@ def test_revision_0011_adds_the_schedules_table_and_takes_it_away_again(new_data
         "ix_schedules_next_due", "ix_schedules_repo"]
 
     assert schema(downgraded(url, "0010")) == before
+
+
+def test_revision_0012_adds_the_notification_tables_and_takes_them_away_again(new_database):
+    url = upgraded(new_database(migrated=False), "0011")
+    before = schema(url)
+
+    after = schema(upgraded(url, "0012"))
+    assert set(after) - set(before) == {"notification_emails", "notification_hooks"}
+    assert [column[0] for column in after["notification_emails"]["columns"]] == [
+        "id", "repo_id", "address", "created_at"]
+    assert after["notification_emails"]["unique"] == [("repo_id", "address")]
+    assert [column[0] for column in after["notification_hooks"]["columns"]] == [
+        "id", "repo_id", "url", "secret", "events", "created_at"]
+    for table in ("notification_emails", "notification_hooks"):
+        assert after[table]["foreign keys"] == [(("repo_id",), "repos", ("id",), "CASCADE")]
+    assert [index[0] for index in after["notification_hooks"]["indexes"]] == [
+        "ix_notification_hooks_repo"]
+
+    assert schema(downgraded(url, "0011")) == before
 
 
 @pytest.mark.parametrize("revision", REVISIONS)

@@ -29,7 +29,7 @@ from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from ci import store
-from ci.builds import changes, dispatch, schedules, service
+from ci.builds import changes, dispatch, schedules, service, timings
 from ci.forges import statuses
 from ci.logs import storage
 from ci.pipeline import keys
@@ -224,6 +224,7 @@ class Recorder:
             self._start_cells(session, applied)
         if event.type in statuses.STATUS_EVENTS:
             statuses.report_job(self.redis, applied.job)
+        timings.record_end(self.redis, event, applied.job)
         return applied.job.id if event.type == EventType.JOB_FINISHED else None
 
     def _redo(self, session: Session, event: Event) -> int | None:

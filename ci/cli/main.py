@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import click
 from redis import Redis
 
-from ci.cli import exec_command, repos, schedules, users
+from ci.cli import exec_command, notifications, repos, schedules, users
 from ci.forges import FORGES
 from ci.redis_client import connect
 from ci.settings import Settings, SettingsError, load_settings
@@ -275,12 +275,14 @@ def recorder() -> None:
 
 @main.command()
 def reporter() -> None:
-    """Report commit statuses to the forges (run one or more; each sends one at a time)."""
+    """Report commit statuses to the forges and send notifications (run one or more; each
+    sends one at a time)."""
     from ci.forges import statuses
 
     ctx = _context()
-    click.echo("reporter: sending commit statuses")
-    # The scheduler puts a report whose forge failed back in the queue after its backoff.
+    click.echo("reporter: sending commit statuses and notifications")
+    # The scheduler puts a report or a notification that failed back in the queue after
+    # its backoff.
     statuses.reporter(ctx.redis).work(with_scheduler=True, logging_level="INFO")
 
 
@@ -425,6 +427,7 @@ main.add_command(users.token)
 repo.add_command(users.repo_grant)
 repo.add_command(users.repo_revoke)
 main.add_command(schedules.cron_group)
+main.add_command(notifications.notify_group)
 
 
 if __name__ == "__main__":

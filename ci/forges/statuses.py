@@ -31,6 +31,7 @@ from ci import forges, store
 from ci.accounts import crypto, repo_secrets
 from ci.forges.api_client import OPENER
 from ci.forges.types import CommitStatus, Forge, StatusRequest
+from ci.notifications import queue as notifications
 from ci.pipeline import keys
 from ci.pipeline.durations import human_duration
 from ci.pipeline.spec import EventType
@@ -70,12 +71,16 @@ class ForgeUnavailable(RuntimeError):
 
 
 def report_build(redis: Redis, build: Build) -> None:
-    """Bring the forge's statuses for ``build`` up to date: its own and every job's."""
+    """Bring the forge's statuses for ``build`` up to date: its own and every job's; and
+    have its notifications sent if it has just finished."""
+    notifications.build_finished(redis, build)
     _enqueue(redis, build, None)
 
 
 def report_job(redis: Redis, job: Job) -> None:
-    """Bring the forge's statuses for ``job`` and for its build up to date."""
+    """Bring the forge's statuses for ``job`` and for its build up to date; and have the
+    build's notifications sent if it has just finished."""
+    notifications.build_finished(redis, job.build)
     _enqueue(redis, job.build, job.id)
 
 
@@ -145,11 +150,16 @@ def validate_api_url(url: str) -> str:
 
 
 class RefusedReport(RuntimeError):
-    """A job in the status queue names a function the reporter does not run."""
+    """A job in the reporter's queues names a function the reporter does not run."""
+
+
+#: What the reporter runs: :func:`deliver`, and the notifications' jobs.
+REPORTER_FUNCTIONS = (DELIVER, *notifications.FUNCTIONS)
 
 
 class ReportJob(RQJob):
-    """A job of the status queue, whose function must be :func:`deliver`.
+    """A job of the status or notifications queue, whose function must be one of
+    :data:`REPORTER_FUNCTIONS`.
 
     Anyone who can write to Redis can put a job in the queue, naming any function
     (``os.system``); the reporter fails such a job instead of calling it.
@@ -157,9 +167,10 @@ class ReportJob(RQJob):
 
     @property
     def func(self) -> Callable[..., Any] | None:
-        if self.func_name != DELIVER:
-            raise RefusedReport(f"{self.func_name!r} is not {DELIVER}, the only function the "
-                                "reporter calls; Slipway never enqueues another")
+        if self.func_name not in REPORTER_FUNCTIONS:
+            raise RefusedReport(f"{self.func_name!r} is not one of the functions the reporter "
+                                f"calls ({', '.join(REPORTER_FUNCTIONS)}); Slipway never "
+                                "enqueues another")
         return super().func
 
 
@@ -179,9 +190,11 @@ class ReporterWorker(SimpleWorker):
 
 
 def reporter(redis: Redis) -> SimpleWorker:
-    """The RQ worker of ``slipway reporter``: reads reports as JSON (never a pickle) and
-    calls :func:`deliver` only. Run two or more: any of them may die at any moment."""
-    return ReporterWorker([keys.STATUS_QUEUE], connection=redis, job_class=ReportJob,
+    """The RQ worker of ``slipway reporter``: reads reports and notifications as JSON (never
+    a pickle) and calls :data:`REPORTER_FUNCTIONS` only, statuses first. Run two or more:
+    any of them may die at any moment."""
+    return ReporterWorker([keys.STATUS_QUEUE, keys.NOTIFY_QUEUE], connection=redis,
+                          job_class=ReportJob,
                           serializer=keys.RQ_SERIALIZER, worker_ttl=MAINTENANCE_SECONDS + 15,
                           maintenance_interval=MAINTENANCE_SECONDS)
 

@@ -11,6 +11,10 @@ JOBS_QUEUE = "slipway-jobs"
 #: Apart from :data:`JOBS_QUEUE` so that a slow or unreachable forge never holds up a build.
 STATUS_QUEUE = "slipway-statuses"
 
+#: The RQ queue of build notifications (mails, outgoing webhooks), worked by
+#: ``slipway reporter`` too: a mail server or a hook that is slow or down never holds up a build.
+NOTIFY_QUEUE = "slipway-notifications"
+
 #: Dotted name of the runner's entry point; the server enqueues by name and never
 #: imports the runner.
 RUN_JOB = "runners.worker.run_job"
@@ -79,6 +83,12 @@ def status_lock(repo_id: int, sha: str) -> str:
     return f"slipway:status-lock:{repo_id}:{sha}"
 
 
+def notified(build_id: int, finished_at: str, channel: str) -> str:
+    """Set when one end of a build (``finished_at``) was queued, then sent, to one channel
+    (``build``, ``mail``, ``hook-<id>``): each is notified once, however often it is asked."""
+    return f"slipway:notified:{build_id}:{finished_at}:{channel}"
+
+
 def sign_in_failures(user: str, address: str) -> str:
     """Failed sign-ins of one user name from one address, counted for a window (expires)."""
     return f"slipway:sign-in-failures:{user[:100]}:{address}"
@@ -89,3 +99,9 @@ CHANGES_STREAM = "slipway:changes"
 
 #: How many notices :data:`CHANGES_STREAM` keeps (about); a page only reads the newest.
 CHANGES_MAXLEN = 10_000
+
+
+def metrics_histogram(name: str) -> str:
+    """A histogram of ``/metrics`` kept in Redis (a hash: bucket counts, sum, count), so
+    that every web worker and host adds to, and answers with, the same series."""
+    return f"slipway:metrics:{name}"

@@ -8,6 +8,7 @@ tables, ``queries`` every read and write the rest of Slipway asks for by functio
 ``admin`` what only the admin pages ask for,
 ``listing`` the lists of builds the pages show (branches, pull requests, charts),
 ``schedules`` the cron schedules and the claim of each due time,
+``notifications`` the addresses and hooks told when a build finishes,
 ``migrations`` the Alembic revisions. Other packages call ``store.get_repo(session,
 …)`` and never build a query or open an ORM session themselves; callers decide the
 transaction (``session.commit()``).
@@ -22,5 +23,6 @@ from ci.store.db import Session, Sessions  # noqa: F401 — for type hints elsew
 from ci.store.history import *  # noqa: F401,F403 — the facade: ``store.list_attempts``
 from ci.store.intake import *  # noqa: F401,F403 — the facade: ``store.create_build``
 from ci.store.listing import *  # noqa: F401,F403 — the facade: ``store.branch_heads``, …
+from ci.store.notifications import *  # noqa: F401,F403 — ``store.notification_hooks``, …
 from ci.store.queries import *  # noqa: F401,F403 — the facade: ``store.get_repo``, …
 from ci.store.schedules import *  # noqa: F401,F403 — the facade: ``store.claim_slot``, …

@@ -1,5 +1,5 @@
 """Database tables: repositories, builds, jobs (and their earlier attempts) and steps; users
-and what they may do; schedules.
+and what they may do; schedules; notifications.
 
 SQL is the source of truth for everything a user needs later. The schema itself
 is created and changed only by the Alembic migrations in ``ci/migrations``.
@@ -268,6 +268,35 @@ class Schedule(Base):
 
     repo: Mapped[Repo] = relationship()
     last_build: Mapped[Build | None] = relationship()
+
+
+class NotificationEmail(Base):
+    """An address mailed when a build of its repository fails or is fixed
+    (``ci.notifications``)."""
+
+    __tablename__ = "notification_emails"
+    __table_args__ = (UniqueConstraint("repo_id", "address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NotificationHook(Base):
+    """A URL that gets a signed JSON POST when a build of its repository finishes."""
+
+    __tablename__ = "notification_hooks"
+    __table_args__ = (Index("ix_notification_hooks_repo", "repo_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    #: The key of the body's HMAC, encrypted (``ci.accounts.crypto``): the sender needs it.
+    secret: Mapped[str] = mapped_column(Text)
+    #: Which builds it hears of: ``always``, ``failure`` or ``fixed``.
+    events: Mapped[str] = mapped_column(String(10), default="always")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # Relationships are resolved now rather than on first use, so that instances built

@@ -35,6 +35,9 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 SESSION_LIFETIME = timedelta(days=30)
 #: Requests from forges, authenticated by their own signatures, and static files.
 UNAUTHENTICATED_PREFIXES = ("/hooks/", "/static/")
+#: The metrics, which carry their own token (``SLIPWAY_METRICS_TOKEN``), not a user's. A
+#: path, not a prefix: a repository's owner may be called ``metrics…``.
+UNAUTHENTICATED_PATHS = ("/metrics",)
 
 
 def init_app(app: Flask) -> None:
@@ -62,7 +65,7 @@ def _bearer_token() -> str | None:
 
 
 def _identify() -> None:
-    if request.path.startswith(UNAUTHENTICATED_PREFIXES):
+    if request.path.startswith(UNAUTHENTICATED_PREFIXES) or request.path in UNAUTHENTICATED_PATHS:
         return
     token = _bearer_token()
     if token is not None:

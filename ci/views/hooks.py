@@ -17,8 +17,10 @@ from ci.store import intake
 from ci.store.models import Repo
 from ci.views.errors import json_error
 from ci.views.resources import redis, session, settings
+from ci.views.webhook_timing import time_requests
 
 bp = Blueprint("hooks", __name__)
+time_requests(bp)
 
 
 @bp.post("/hooks/<name>")

@@ -13,6 +13,8 @@ from flask import Blueprint
 
 from ci import forges
 from ci.builds.cron import MAX_EXPRESSION_CHARS
+from ci.notifications import config as notify_config
+from ci.notifications.outcome import HOOK_EVENTS
 from ci.pipeline.events import EVENTS
 from ci.pipeline.status import Status
 from ci.store import MAX_BRANCH_BYTES
@@ -207,6 +209,44 @@ SCHEMAS: dict[str, Any] = {
                         "required": ["enabled"], "properties": {"enabled": {
                             "type": "boolean",
                             "description": "enabled again, it builds from its next time on"}}},
+    "Notifications": {"type": "object", "required": ["emails", "hooks", "mail_configured"],
+                      "properties": {
+                          "emails": {"type": "array", "items": {"type": "string"}},
+                          "hooks": {"type": "array", "items": {
+                              "type": "object", "required": ["id", "url", "events"],
+                              "properties": {
+                                  "id": {"type": "integer"}, "url": {"type": "string"},
+                                  "events": {"type": "string", "enum": list(HOOK_EVENTS)},
+                                  "created_at": {"type": "string", "format": "date-time"}}}},
+                          "mail_configured": {"type": "boolean",
+                                              "description": "whether SLIPWAY_SMTP_URL is set"}}},
+    "NotificationChanges": {
+        "type": "object", "additionalProperties": False,
+        "description": "each field given replaces the current one; one left out stays",
+        "properties": {
+            "emails": {"type": "array", "maxItems": notify_config.MAX_RECIPIENTS,
+                       "items": {"type": "string", "format": "email",
+                                 "maxLength": notify_config.MAX_ADDRESS_CHARS},
+                       "description": "mailed when a build fails or is fixed"},
+            "hooks": {"type": "array", "maxItems": notify_config.MAX_HOOKS,
+                      "description": "hooks not named are removed",
+                      "items": {"oneOf": [
+                          {"type": "object", "additionalProperties": False,
+                           "required": ["id"], "description": "a hook kept, with its secret",
+                           "properties": {
+                               "id": {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER},
+                               "events": {"type": "string", "enum": list(HOOK_EVENTS)}}},
+                          {"type": "object", "additionalProperties": False,
+                           "required": ["url", "secret"], "description": "a new hook",
+                           "properties": {
+                               "url": {"type": "string", "format": "uri",
+                                       "pattern": "^https?://",
+                                       "maxLength": notify_config.MAX_URL_CHARS},
+                               "secret": {"type": "string", "minLength": 1,
+                                          "maxLength": notify_config.MAX_SECRET_CHARS,
+                                          "description": "keys the body's HMAC-SHA256; "
+                                                         "never shown again"},
+                               "events": {"type": "string", "enum": list(HOOK_EVENTS)}}}]}}}},
     "HookAnswer": {"type": "object", "properties": {
         "status": {"type": "string", "enum": ["accepted", "ignored", "duplicate", "skipped"]},
         "reason": {"type": "string"}, "queued": {"type": "boolean"},
@@ -299,6 +339,14 @@ PATHS: dict[str, dict[str, Any]] = {
         "delete": _op("Remove a schedule; its builds stay (write permission)",
                       {204: {"description": "removed"}}, errors=(403, 404),
                       params=(*REPO, "schedule_id")),
+    },
+    "/api/repos/{owner}/{name}/notifications": {
+        "get": _op("Who hears of the repository's builds, without hook secrets (write "
+                   "permission)", {200: _json(_ref("Notifications"), "addresses and hooks")},
+                   errors=(403, 404), params=REPO),
+        "put": _op("Set the addresses mailed and the hooks called (write permission)",
+                   {200: _json(_ref("Notifications"), "addresses and hooks now")},
+                   errors=ACTION, params=REPO, body=_ref("NotificationChanges")),
     },
     "/api/repos/{owner}/{name}/secrets": {"get": _op(
         "Names of the repository's secrets (write permission)",
