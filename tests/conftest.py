@@ -158,11 +158,13 @@ def pytest_generate_tests(metafunc) -> None:
 
     Those that also run builds in Docker run on PostgreSQL only: on both, they took
     ``make test`` past 9 minutes on two cores, and what they ask of the database the
-    other tests ask on both.
+    other tests ask on both. So do those marked ``postgresql_only``: processes of several
+    hosts, which share a PostgreSQL server, not an SQLite file.
     """
     if "database_kind" in metafunc.fixturenames:
-        docker = metafunc.definition.get_closest_marker("docker") is not None
-        metafunc.parametrize("database_kind", ("postgresql",) if docker else DATABASES,
+        marker = metafunc.definition.get_closest_marker
+        only = marker("docker") is not None or marker("postgresql_only") is not None
+        metafunc.parametrize("database_kind", ("postgresql",) if only else DATABASES,
                              indirect=True)
 
 

@@ -83,10 +83,13 @@ class Stack:
         self.close()
 
     def close(self) -> None:
-        self.http.close()  # gunicorn waits for open connections before it exits
-        for process in self.processes.values():
+        """Stop every process: the runners, recorder and reporter as at a deploy (SIGTERM),
+        gunicorn at once (SIGQUIT): a browser still on a page holds its live stream open,
+        which a graceful stop would wait out for 30 s."""
+        self.http.close()
+        for role, process in self.processes.items():
             try:
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signal.SIGQUIT if role == "web" else signal.SIGTERM)
             except ProcessLookupError:
                 pass
         for role, process in self.processes.items():

@@ -9,6 +9,8 @@ import re
 
 import pytest
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Queue, SimpleWorker
 from rq.job import Job as RQJob
 
@@ -406,7 +408,9 @@ def test_without_redis_the_runners_and_queue_pages_say_so(client, session, regis
     sign_in(client, "bob")
     resources = app.extensions["slipway"]
     answering = resources.redis
-    resources.redis = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    # Refused at once and not retried: the pages must say so, not wait.
+    resources.redis = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1,
+                            retry=Retry(NoBackoff(), 0))
     try:
         runners = client.get("/admin/runners")
         queue = text(client.get("/admin/queue"))

@@ -135,6 +135,7 @@ def run_jobs(redis_client, specs) -> None:
         publisher.release()
 
 
+@pytest.mark.postgresql_only
 def test_two_recorders_and_two_reporters_survive_a_sigkill_of_one_of_each(
         session, resources, redis_client, git_repo, forge, tmp_path):
     settings = resources.settings
