@@ -243,7 +243,10 @@ def test_a_late_pending_never_overwrites_success(forge_api, session, resources, 
     wait_for(retry_ran, timeout=30)
     assert forge_api.states() == ["pending", "success"]
     assert forge_api.states("slipway/job") == ["success"]
-    assert queued_report.return_value() == ["slipway: unchanged", "slipway/job: unchanged"]
+    # The retry reads the build as it is when it runs: it sends nothing older than success
+    # (on a slow machine it may run before the recorder's own report, and send success).
+    assert all(outcome.endswith(("unchanged", "sent success"))
+               for outcome in queued_report.return_value())
 
 
 def test_an_older_build_of_the_commit_never_overwrites_a_newer_one(
