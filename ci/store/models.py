@@ -1,5 +1,5 @@
 """Database tables: repositories, builds, jobs (and their earlier attempts) and steps; users
-and what they may do; schedules; notifications.
+and what they may do; schedules; notifications; artifacts.
 
 SQL is the source of truth for everything a user needs later. The schema itself
 is created and changed only by the Alembic migrations in ``ci/migrations``.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column, relationship
 
 from ci.pipeline.status import Status
@@ -53,6 +53,9 @@ class Repo(Base):
     job_memory: Mapped[str | None] = mapped_column(String(20))
     job_cpus: Mapped[float | None] = mapped_column(Float)  # as migration 0006 made it
     job_pids: Mapped[int | None]
+    #: How many of its jobs may run at once, when less than the administrator's maximum
+    #: (``SLIPWAY_MAX_JOBS_PER_REPO``); None: that maximum (``ci.builds.fair_queue``).
+    max_concurrent_jobs: Mapped[int | None]
 
     builds: Mapped[list[Build]] = relationship(back_populates="repo", cascade="all, delete-orphan",
                                                passive_deletes=True)
@@ -128,6 +131,8 @@ class Job(Base):
     runner: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
     log_archived: Mapped[bool] = mapped_column(default=False)
+    #: When retention removed the job's log and artifacts (``slipway prune``); None: kept.
+    pruned_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
@@ -139,6 +144,10 @@ class Job(Base):
     #: The attempts a rerun or a retry replaced, oldest first (``ci.store.history``).
     earlier_attempts: Mapped[list[JobAttempt]] = relationship(
         order_by="JobAttempt.number", cascade="all, delete-orphan", passive_deletes=True)
+    #: The files the pipeline kept (``artifacts:``), of every attempt, by path.
+    artifacts: Mapped[list[Artifact]] = relationship(
+        order_by="(Artifact.attempt, Artifact.path)", cascade="all, delete-orphan",
+        passive_deletes=True)
 
 
 class JobAttempt(Base):
@@ -296,6 +305,23 @@ class NotificationHook(Base):
     secret: Mapped[str] = mapped_column(Text)
     #: Which builds it hears of: ``always``, ``failure`` or ``fixed``.
     events: Mapped[str] = mapped_column(String(10), default="always")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Artifact(Base):
+    """One file a job's pipeline kept (``artifacts:``); its bytes are in the artifact store
+    (``ci.artifacts``), under the job, the attempt and this path."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("job_id", "attempt", "path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int]
+    #: Relative to the workspace, with ``/`` between its parts (``dist/app.whl``).
+    path: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
