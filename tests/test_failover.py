@@ -26,7 +26,7 @@ from ci.builds import recorder as recorder_module
 from ci.builds.recorder import Recorder
 from ci.forges import statuses
 from ci.forges.types import Trigger
-from ci.pipeline import keys
+from ci.pipeline import fair_queue, keys
 from ci.pipeline.spec import Event, EventType
 from ci.store.models import Job, Step
 from runners.publisher import Publisher
@@ -99,17 +99,30 @@ def consumers(redis_client) -> list[dict]:
         return []
 
 
-def blocked_reading(redis_client, pid: int, redis_port: int) -> bool:
-    """Whether process ``pid`` has just blocked in a read of the events stream, as Redis sees
-    it: a client from one of its sockets (``ss`` names the process) waiting in XREADGROUP
-    for less than a second, so that its read lasts seconds more."""
+def blocked_reading(redis_client, pid: int, redis_port: int, fresh: bool = True) -> bool:
+    """Whether process ``pid`` is blocked in a read of the events stream, as Redis sees it: a
+    client from one of its sockets (``ss`` names the process) waiting in XREADGROUP; when
+    ``fresh``, for less than a second, so that its read lasts seconds more."""
     listing = subprocess.run(["ss", "-tnpH", "state", "established", "dport", f"= :{redis_port}"],
                              capture_output=True, text=True, check=True).stdout
     ports = {int(line.split()[2].rsplit(":", 1)[1]) for line in listing.splitlines()
              if f"pid={pid}," in line}
     return any(client["cmd"] == "xreadgroup" and "b" in client["flags"]
-               and int(client["idle"]) == 0 and int(client["addr"].rsplit(":", 1)[1]) in ports
+               and (not fresh or int(client["idle"]) == 0) and int(client["addr"].rsplit(":", 1)[1]) in ports
                for client in redis_client.client_list())
+
+
+def stopped_while_reading(redis_client, process: subprocess.Popen, redis_port: int) -> bool:
+    """Stop ``process`` if it blocks in a read of the events stream, and keep it stopped only
+    if its read still blocks then: on a loaded machine the read may end between the look and
+    the signal, and a recorder stopped between two reads would never get an entry."""
+    if not blocked_reading(redis_client, process.pid, redis_port):
+        return False
+    process.send_signal(signal.SIGSTOP)
+    if blocked_reading(redis_client, process.pid, redis_port, fresh=False):
+        return True
+    process.send_signal(signal.SIGCONT)
+    return False
 
 
 def pending_of(redis_client, consumer: str) -> int:
@@ -160,8 +173,7 @@ def test_two_recorders_and_two_reporters_survive_a_sigkill_of_one_of_each(
         victim = recorders[0]
         redis_port = urlsplit(settings.redis_url).port
         wait_for(lambda: len(consumers(redis_client)) == 2
-                 and blocked_reading(redis_client, victim.pid, redis_port), interval=0.01)
-        victim.send_signal(signal.SIGSTOP)
+                 and stopped_while_reading(redis_client, victim, redis_port), interval=0.01)
         victim_name = next(c["name"] for c in consumers(redis_client)
                            if c["name"].endswith(f"-{victim.pid}".encode()))
         # Both reporters now hold a report the forge does not answer; one of them dies.
@@ -299,5 +311,6 @@ def test_reconcilers_racing_enqueue_each_lost_job_once(
     assert sorted(requeued) == [job.id for job in jobs]  # each by exactly one of them
     session.expire_all()
     assert {job.attempt for job in jobs} == {2}
-    queue = Queue(keys.JOBS_QUEUE, connection=redis_client, serializer=keys.RQ_SERIALIZER)
-    assert sorted(queue.get_job_ids()) == sorted(keys.rq_job_id(job.id, 2) for job in jobs)
+    # One on RQ's queue for the runners, the others in the repository's line.
+    assert fair_queue.snapshot(redis_client).held() == {keys.rq_job_id(job.id, 2)
+                                                        for job in jobs}

@@ -32,6 +32,8 @@ SHOWN_PREFIX_LENGTH = 12
 MAX_SIGN_IN_FAILURES = 5
 #: ... that user is refused from that address until this many seconds after the first.
 SIGN_IN_WINDOW_SECONDS = 15 * 60
+#: werkzeug's name of the hash passwords are kept with: scrypt at its default cost.
+PASSWORD_HASH_METHOD = "scrypt"
 
 
 def validate_name(name: str) -> str:
@@ -47,12 +49,12 @@ def add_user(session: Session, name: str, password: str, admin: bool = False) ->
     if len(password) < MIN_PASSWORD_LENGTH:
         raise StoreError(f"the password is shorter than {MIN_PASSWORD_LENGTH} characters; "
                          "choose a longer one")
-    return store.add_user(session, name, generate_password_hash(password), admin)
+    return store.add_user(session, name, generate_password_hash(password, PASSWORD_HASH_METHOD), admin)
 
 
 @lru_cache(maxsize=1)
 def _decoy_hash() -> str:
-    return generate_password_hash(secrets.token_hex(16))
+    return generate_password_hash(secrets.token_hex(16), PASSWORD_HASH_METHOD)
 
 
 def authenticate(session: Session, name: str, password: str) -> User | None:
