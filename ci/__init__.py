@@ -29,6 +29,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
         api_builds,
         api_notifications,
         api_schedules,
+        artifacts,
         assets,
         attempt_logs,
         auth,
@@ -63,7 +64,7 @@ def create_app(test_config: Mapping[str, Any] | None = None):
     compression.init_app(app)  # after security's hook, so runs before it: its 304s get headers
     auth.init_app(app)
     for module in (hooks, openapi, api, api_builds, api_schedules, api_notifications, auth,
-                   badges, logs, metrics,
+                   badges, logs, artifacts, metrics,
                    attempt_logs, pages,
                    lists, list_events,
                    actions, admin_repos, admin_settings, admin_users, admin_runners,

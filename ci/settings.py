@@ -42,6 +42,9 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     #: What a repository may ask for at most (``slipway repo limits``).
     max_limits: Limits = field(default_factory=lambda: Limits(memory="8g", cpus=4.0, pids=4096))
+    #: How many jobs of one repository may run at once, at most (``slipway repo limits
+    #: --max-jobs`` may set less); 0: no maximum.
+    max_jobs_per_repo: int = 0
     log_limit_bytes: int = DEFAULT_LOG_LIMIT_BYTES
     builds_per_page: int = 25
     encryption_key: str = ""
@@ -55,11 +58,25 @@ class Settings:
     mail_from: str = ""
     #: How long a notification that could not be delivered waits before each next try.
     notify_retry_seconds: tuple[int, ...] = (10, 60, 300, 1800)
+    #: Days after which a finished build's logs and artifacts are removed; 0: kept forever.
+    keep_days: int = 90
+    #: Days after which a finished build itself is deleted; 0: kept forever.
+    keep_build_days: int = 0
+    #: The newest builds of each branch, each pull request and of the tags, kept whole
+    #: whatever their age.
+    keep_builds: int = 10
+    #: How often the recorders prune old builds (one of them at a time).
+    prune_interval_seconds: int = 3600
 
     @property
     def log_dir(self) -> Path:
         """Where finished jobs' logs are archived."""
         return self.data_dir / "logs"
+
+    @property
+    def artifact_dir(self) -> Path:
+        """Where the local artifact store keeps the files jobs kept (``ci.artifacts``)."""
+        return self.data_dir / "artifacts"
 
 
 #: Every default, written once: in the fields above.
@@ -159,6 +176,14 @@ def _count(env: Mapping[str, str], name: str) -> int:
     return int(raw)
 
 
+def _maximum(env: Mapping[str, str], name: str) -> int:
+    raw = (env.get(name) or "0").strip()
+    if not (raw.isascii() and raw.isdigit()):
+        raise SettingsError(f"{name}={raw!r} is not a whole number; use e.g. 4, or 0 for no "
+                            "maximum")
+    return int(raw)
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw in (None, ""):
@@ -191,6 +216,40 @@ def _seconds(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tup
     if not all(part.isdigit() and int(part) > 0 for part in parts):
         raise SettingsError(f"{name}={raw!r} is not a list of seconds; use e.g. 10,60,300,1800")
     return tuple(int(part) for part in parts)
+
+
+def _days(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise SettingsError(f"{name}={raw!r} is not a number of days; use e.g. 30, or 0 to "
+                            "keep forever")
+    return int(raw)
+
+
+def check_retention(keep_days: int, keep_build_days: int,
+                    keep_days_source: str = "SLIPWAY_KEEP_DAYS") -> None:
+    """Refuse to delete builds before their logs are due to go: a build is deleted with
+    its logs, so ``keep_build_days`` (when set) is at least ``keep_days``.
+
+    Args:
+        keep_days_source: where ``keep_days`` came from, as the message names it.
+
+    Raises:
+        SettingsError: builds would go before their logs.
+    """
+    if not keep_build_days or (keep_days and keep_build_days >= keep_days):
+        return
+    problem = (f"SLIPWAY_KEEP_BUILD_DAYS={keep_build_days} deletes builds, and their logs "
+               f"with them, after {keep_build_days} days, but {keep_days_source}={keep_days} "
+               "keeps logs ")
+    if not keep_days:
+        raise SettingsError(problem + "forever; set SLIPWAY_KEEP_BUILD_DAYS to 0 (keep "
+                            "builds forever) or the days to keep logs to at most "
+                            f"{keep_build_days}")
+    raise SettingsError(problem + f"for {keep_days} days; set SLIPWAY_KEEP_BUILD_DAYS to "
+                        f"{keep_days} or more, or to 0 (keep builds forever)")
 
 
 def _smtp_url(env: Mapping[str, str]) -> str:
@@ -240,6 +299,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         mail_from=env.get("SLIPWAY_MAIL_FROM") or "",
         notify_retry_seconds=_seconds(env, "SLIPWAY_NOTIFY_RETRY_SECONDS",
                                       _DEFAULTS.notify_retry_seconds),
+        keep_days=_days(env, "SLIPWAY_KEEP_DAYS", _DEFAULTS.keep_days),
+        keep_build_days=_days(env, "SLIPWAY_KEEP_BUILD_DAYS", _DEFAULTS.keep_build_days),
+        keep_builds=_int(env, "SLIPWAY_KEEP_BUILDS", _DEFAULTS.keep_builds),
+        prune_interval_seconds=_int(env, "SLIPWAY_PRUNE_INTERVAL_SECONDS",
+                                    _DEFAULTS.prune_interval_seconds),
         limits=Limits(
             memory=env.get("SLIPWAY_JOB_MEMORY") or limits.memory,
             cpus=_float(env, "SLIPWAY_JOB_CPUS", limits.cpus),
@@ -250,5 +314,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
             cpus=_float(env, "SLIPWAY_MAX_JOB_CPUS", max_limits.cpus),
             pids=_int(env, "SLIPWAY_MAX_JOB_PIDS", max_limits.pids),
         ),
+        max_jobs_per_repo=_maximum(env, "SLIPWAY_MAX_JOBS_PER_REPO"),
     )
-    return replace(settings, **overrides)
+    settings = replace(settings, **overrides)
+    check_retention(settings.keep_days, settings.keep_build_days)
+    return settings

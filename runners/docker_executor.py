@@ -17,6 +17,7 @@ import codecs
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
@@ -273,6 +274,24 @@ class DockerExecutor:
             for chunk in stream:
                 handle.write(chunk)
         return True
+
+    def stream_archive(self, path: str) -> Iterator[bytes] | None:
+        with self._lock:
+            container = self._steps.get(self._environment.image) if self._environment else None
+        if container is None:
+            raise ExecutorError("the job's container is gone")
+        try:
+            stream, _stat = container.get_archive(path, chunk_size=1 << 20)
+        except NotFound:
+            try:
+                container.reload()  # a missing path, or a missing container?
+            except NotFound:
+                raise ExecutorError("the job's container is gone") from None
+            return None
+        except APIError as exc:
+            raise ExecutorError(f"the Docker engine could not read {path}: "
+                                f"{exc.explanation or exc}") from None
+        return stream
 
     def write_archive(self, directory: str, tar: Path) -> None:
         container = self._main()

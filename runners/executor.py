@@ -1,14 +1,16 @@
 """The executor contract: what a runner needs from a place that runs steps.
 
 Lifecycle, for one job: ``setup`` → ``run_step`` once per step, in order →
-``destroy``. ``kill`` may be called from another thread at any time (timeout,
-lost lease) and makes the running and all later ``run_step`` calls return at
-once. ``destroy`` is idempotent and safe after a failed or partial ``setup``.
-A second executor (plain processes, Podman) is one new module implementing this.
+(``stream_archive`` of what the job keeps) → ``destroy``. ``kill`` may be called from
+another thread at any time (timeout, lost lease) and makes the running and all later
+``run_step`` calls return at once. ``destroy`` is idempotent and safe after a failed or
+partial ``setup``. A second executor (plain processes, Podman) is one new module
+implementing this.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -82,6 +84,13 @@ class Executor(Protocol):
 
     def write_archive(self, directory: str, tar: Path) -> None:
         """Unpack the host tar file ``tar`` into ``directory`` inside the job."""
+
+    def stream_archive(self, path: str) -> Iterator[bytes] | None:
+        """A tar of ``path`` inside the job, streamed in chunks as it is read; None when
+        ``path`` does not exist. Links are archived as links, never followed, so the tar
+        holds nothing from outside ``path``. Works after :meth:`kill` too (the container
+        stopped, not removed); raises :class:`ExecutorError` once it is gone. The caller
+        reads it to its end or closes it."""
 
     def service_logs(self) -> dict[str, str]:
         """Each service's output so far (its tail), by service name."""

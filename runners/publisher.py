@@ -19,7 +19,7 @@ from typing import Callable
 from redis import Redis
 from redis.exceptions import RedisError
 
-from ci.pipeline import keys
+from ci.pipeline import fair_queue, keys
 from ci.pipeline.logformat import END, INFO, OUT, STEP, LogEntry
 from ci.pipeline.masking import Masker
 from ci.pipeline.redact import without_credentials
@@ -63,10 +63,16 @@ class Publisher:
         self._replaced = False
 
     def claim(self) -> str | None:
-        """Take the job's lease; returns why not when this attempt must not run."""
+        """Take the job's lease; returns why not when this attempt must not run.
+
+        Either way this runner took the job off RQ's queue: the next job in line is admitted
+        to the place it left (``ci.pipeline.fair_queue``), before this one starts.
+        """
         current = self.redis.get(keys.current_attempt(self.spec.job_id))
         if current is not None and int(current) > self.spec.attempt:
+            fair_queue.release(self.redis, self.spec.repo_id, self._rq_job_id())
             return f"attempt {self.spec.attempt} is stale; attempt {int(current)} replaced it"
+        fair_queue.admit(self.redis)
         key = keys.lease(self.spec.job_id)
         if self.redis.set(key, self.spec.attempt, nx=True, ex=keys.LEASE_TTL_SECONDS):
             return None
@@ -77,6 +83,21 @@ class Publisher:
         # is still alive, sees the change at its next renewal and stops its container.
         self.redis.set(key, self.spec.attempt, ex=keys.LEASE_TTL_SECONDS)
         return None
+
+    def _rq_job_id(self) -> str:
+        return keys.rq_job_id(self.spec.job_id, self.spec.attempt)
+
+    def _free_place(self) -> None:
+        """The job ended: it no longer counts against its repository's limit of jobs at once,
+        and the next in line may go. With Redis away, the recorder frees the place when it
+        records the end, or the reconciler if the recorder cannot either."""
+        if self._retrying:  # Redis is away: no wait for it here, the containers must go
+            return
+        try:
+            fair_queue.release(self.redis, self.spec.repo_id, self._rq_job_id())
+        except RedisError as exc:
+            log.warning("job %s: its place in the fair queue was not freed, Redis: %s",
+                        self.spec.job_id, exc)
 
     def keep_lease(self, on_lost: Callable[[], None]) -> None:
         """Renew the lease in the background until :meth:`release`; ``on_lost`` if taken."""
@@ -237,13 +258,15 @@ class Publisher:
 
     def finished(self, status: str, error: str | None, step: int = -1) -> None:
         """Close the log and report the result, in that order, in one round trip; the error
-        goes into the section of the step it concerns (-1: none)."""
+        goes into the section of the step it concerns (-1: none). Then free the job's place
+        in the fair queue."""
         error = self._shown_error(error)
         entries = self._cut_summary() + (self._note(step, error) if error else [])
         with self._outbox_lock:
             self._send(*entries, (self.log_key, LogEntry("", END, -1, status).to_fields(), None),
                        self._event_entry(EventType.JOB_FINISHED,
                                          {"status": status, "error": error}))
+        self._free_place()
 
     def wait_sent(self, timeout: float = SEND_WAIT_SECONDS) -> bool:
         """Wait until Redis has taken every entry (the process may exit once a job ends).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,9 @@ from typing import Mapping
 
 #: The values of ``SLIPWAY_JOB_NETWORK``.
 JOB_NETWORKS = ("internet", "isolated")
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt])(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class RunnerSettings:
             (``SLIPWAY_RUNNER_CACHE_MB``, default 5120); least recently used entries go first.
         job_network: ``internet`` (a job's network has a route out) or ``isolated`` (none);
             either way it reaches neither other jobs nor this host (``SLIPWAY_JOB_NETWORK``).
+        artifact_limit_bytes: how much one job may keep of the files its pipeline names
+            (``artifacts:``), in all (``SLIPWAY_ARTIFACT_LIMIT``, a size such as ``100m``
+            or ``1g``; default 100 MiB).
     """
 
     redis_url: str
@@ -41,6 +48,7 @@ class RunnerSettings:
     cache_limit_bytes: int = 5 * 1024 ** 3
     encryption_key: bytes | None = None
     job_network: str = "internet"
+    artifact_limit_bytes: int = 100 * 1024 ** 2
 
     @property
     def internet(self) -> bool:
@@ -68,6 +76,8 @@ def load_runner_settings(env: Mapping[str, str] | None = None) -> RunnerSettings
         cache_limit_bytes=_megabytes(env, "SLIPWAY_RUNNER_CACHE_MB", 5120) * 1024 * 1024,
         encryption_key=_encryption_key(env, data_dir),
         job_network=_job_network(env),
+        artifact_limit_bytes=_size(env, "SLIPWAY_ARTIFACT_LIMIT",
+                                   RunnerSettings.artifact_limit_bytes),
     )
 
 
@@ -101,3 +111,18 @@ def _megabytes(env: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or int(raw) <= 0:
         raise ValueError(f"{name}={raw!r} is not a positive whole number of MiB")
     return int(raw)
+
+
+def _size(env: Mapping[str, str], name: str, default: int) -> int:
+    """A size written with its unit (``100m``, ``1.5g``, ``512KiB``), in bytes."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    match = _SIZE.fullmatch(raw)
+    if not match:
+        raise ValueError(f"{name}={raw!r} is not a size; write a number and a unit, "
+                         "k, m, g or t, e.g. 100m or 1g")
+    size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if size <= 0:
+        raise ValueError(f"{name}={raw!r} must be more than zero, e.g. 100m")
+    return size

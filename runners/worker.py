@@ -25,7 +25,7 @@ from ci.pipeline.durations import format_duration
 from ci.pipeline.logformat import SERVICE_SECTIONS_START
 from ci.pipeline.spec import EventType, JobSpec
 from ci.pipeline.status import Status
-from runners import owner
+from runners import artifacts, owner
 from runners.cache import BuildCache
 from runners.checkout import CheckoutError, CheckoutTimeout, CloneUrl, CommitFiles, MirrorCache
 from runners.docker_executor import LABEL, LABEL_ATTEMPT, LABEL_INSTANCE, DockerExecutor
@@ -89,7 +89,8 @@ def run_job(payload: dict[str, Any]) -> str:
         publisher.release()
         return Status.CANCELED.value
     return JobRun(spec, settings, publisher, make_executor(), secrets,
-                  withheld or spec.secrets_withheld).run()
+                  withheld or spec.secrets_withheld,
+                  artifacts.RedisDestination(redis, spec.job_id, spec.attempt)).run()
 
 
 def _resource_name(spec: JobSpec) -> str:
@@ -108,8 +109,11 @@ class JobRun:
 
     def __init__(self, spec: JobSpec, settings: RunnerSettings, publisher: Reporter,
                  executor: Executor, secrets: dict[str, str] | None = None,
-                 secrets_withheld: str | None = None) -> None:
+                 secrets_withheld: str | None = None,
+                 kept_files: artifacts.Destination | None = None) -> None:
         self.spec = spec
+        #: Where the files the pipeline keeps (``artifacts:``) go; None: nowhere.
+        self.kept_files = kept_files
         self.settings = settings
         self.publisher = publisher
         self.executor = executor
@@ -160,6 +164,7 @@ class JobRun:
             self.running_step = -1
             if status == Status.PASSED and cache_key:
                 self._save_cache(pipeline, cache_key)
+            self._keep_artifacts(pipeline, status)
         except JobFailed as failed:
             status, error = failed.status, failed.error
         except Exception as exc:  # noqa: BLE001 - any surprise must still end the job
@@ -329,6 +334,34 @@ class JobRun:
             self._cache().save(self.executor, pipeline.cache, key, self.publisher.info)
         except Exception as exc:  # noqa: BLE001 - a passing build stays passed
             self.publisher.info(f"cache not saved: {exc}")
+
+    def _keep_artifacts(self, pipeline: Pipeline, status: Status) -> None:
+        """Keep the files ``artifacts:`` names, when it asks for this ending. Never for a
+        job canceled, taken over or stopped with its runner: nobody waits for its files. A
+        failure here is said in the log and leaves the job's status as it is."""
+        stopped = self.canceled_by or self.lease_lost.is_set() or self.runner_stopped.is_set()
+        if stopped or not pipeline.artifacts.wanted(status == Status.PASSED):
+            return
+        if self.kept_files is None:
+            self.publisher.info("artifacts: not kept; `slipway exec --artifacts DIR` copies "
+                                "them into DIR")
+            return
+        limit = self.settings.artifact_limit_bytes
+        try:
+            found = artifacts.collect(self.executor, pipeline.artifacts, limit, self.kept_files)
+            data = self.kept_files.finish(found.kept)
+        except Exception as exc:  # noqa: BLE001 - a passing build stays passed
+            log.warning("job %s: artifacts not kept", self.spec.job_id, exc_info=True)
+            self.publisher.info(f"artifacts: not kept: {exc}")
+            try:
+                self.kept_files.discard()
+            except Exception:  # noqa: BLE001 - what is left expires by itself
+                log.warning("job %s: kept files not discarded", self.spec.job_id, exc_info=True)
+            return
+        for line in artifacts.report(found, limit):
+            self.publisher.info(line)
+        if data is not None:
+            self.publisher.event(EventType.JOB_ARTIFACTS, **data)
 
     def _secrets_refusal(self, step: Step) -> str | None:
         """Why ``step`` cannot have the secrets it names, or None when it can."""

@@ -393,10 +393,12 @@ def test_the_queue_page_counts_what_waits_and_what_redis_holds(client, session, 
     add_user(session, "bob")
     sign_in(client, "bob")
     page = text(client.get("/admin/queue"))
-    assert cells(page) == [["octo/project", "2", "2", "#1 · job 1 queued just now"]]
+    assert cells(page) == [["octo/project", "0", "2", "no limit", "next in line for a runner",
+                            "2", "#1 · job 1 queued just now"]]
     assert 'href="/octo/project/builds/1#job-1">#1 · job 1</a>' in page
-    Queue(keys.JOBS_QUEUE, connection=redis_client, serializer=keys.RQ_SERIALIZER).empty()
-    assert cells(text(client.get("/admin/queue")))[0][1:3] == ["2", "0"]
+    redis_client.flushdb()  # Redis lost what it held: RQ's queue and the line
+    assert cells(text(client.get("/admin/queue")))[0][2:6] == [
+        "2", "no limit", "not in Redis: the reconciler queues it again within seconds", "0"]
     store.update_repo(session, registered, private=True)
     page = text(client.get("/admin/queue"))
     assert "octo/project" not in page and "Nothing is waiting for a runner" in page
@@ -420,4 +422,4 @@ def test_without_redis_the_runners_and_queue_pages_say_so(client, session, regis
     assert runners.status_code == 200
     assert "Redis, where runners register, does not answer" in text(runners)
     assert "Redis does not answer, so how many jobs it holds is unknown" in queue
-    assert cells(queue)[0][:3] == ["octo/project", "1", "?"]
+    assert cells(queue)[0][:6] == ["octo/project", "0", "1", "no limit", "unknown", "?"]

@@ -1,9 +1,8 @@
 """The ``slipway`` command against a real database, Redis and git repository."""
 
 import pytest
-from rq import Queue
 
-from ci.pipeline import keys
+from ci.pipeline import fair_queue
 
 
 def test_repo_add_list_remove(cli, git_repo):
@@ -43,7 +42,7 @@ def test_trigger_builds_the_branch_head_or_a_sha(cli, git_repo, redis_client):
     second = git_repo.commit({"a.txt": "2"})
     assert f"of {second[:12]}" in cli("trigger", "octo/project", "--branch", "main").output
     assert f"of {first[:12]}" in cli("trigger", "octo/project", "--sha", first).output
-    assert len(Queue(keys.JOBS_QUEUE, connection=redis_client)) == 3
+    assert len(fair_queue.snapshot(redis_client).held()) == 3  # one on RQ's queue, two in line
     unknown = cli("trigger", "octo/project", "--branch", "nope")
     assert unknown.exit_code == 1
     assert "branch 'nope' does not exist in" in unknown.output
@@ -67,9 +66,9 @@ def test_secret_set_list_remove(cli, git_repo):
 def test_repo_limits_stay_within_the_maxima(cli, git_repo, monkeypatch):
     cli("repo", "add", "octo/project", "--clone-url", str(git_repo.path), "--secret", "s")
     assert cli("repo", "limits", "octo/project").output == (
-        "octo/project: memory 2g, cpus 2, pids 1024\n")
+        "octo/project: memory 2g, cpus 2, pids 1024, jobs at once no limit\n")
     changed = cli("repo", "limits", "octo/project", "--memory", "4g", "--pids", "2048")
-    assert changed.output == "octo/project: memory 4g, cpus 2, pids 2048\n"
+    assert changed.output == "octo/project: memory 4g, cpus 2, pids 2048, jobs at once no limit\n"
     too_much = cli("repo", "limits", "octo/project", "--memory", "64g")
     assert too_much.exit_code == 1
     assert "memory 64g is above the maximum of 8g (SLIPWAY_MAX_JOB_MEMORY)" in too_much.output

@@ -90,22 +90,27 @@ def left_behind(docker_client, checkout: GitRepo) -> list[str]:
 
 
 def test_a_passing_pipeline_shows_each_step_and_leaves_nothing(checkout, slipway_exec,
-                                                               docker_client):
+                                                               docker_client, tmp_path):
     checkout.commit({".slipway.yml": f"""\
 image: {IMAGE}
+artifacts: [out/]
 steps:
   - name: first
     run: echo "one from $SLIPWAY_EVENT on $SLIPWAY_BRANCH"
   - name: second
-    run: python3 -c "print('two')"
+    run: python3 -c "print('two')" && mkdir out && echo two > out/two.txt && ln -s /etc out/etc
 """})
-    done = slipway_exec()
+    kept = tmp_path / "kept"
+    done = slipway_exec("--artifacts", str(kept))
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert out.index("--- step 1: first ---\none from manual on main\n") < out.index(
         "--- step 1: first passed: exit code 0 in ") < out.index(
         "--- step 2: second ---\ntwo\n") < out.index("--- step 2: second passed: exit code 0 in ")
     assert "=== job 1/1: default passed in " in out
+    assert "artifacts: kept 1 file (4 bytes): out/two.txt (4 bytes)" in out
+    assert [path.name for path in kept.rglob("*")] == ["out", "two.txt"]
+    assert (kept / "out" / "two.txt").read_text() == "two\n"
     assert "pipeline passed in " in out
     assert "\x1b[" not in out, "output to a pipe is plain"
     assert left_behind(docker_client, checkout) == []

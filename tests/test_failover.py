@@ -108,7 +108,8 @@ def blocked_reading(redis_client, pid: int, redis_port: int, fresh: bool = True)
     ports = {int(line.split()[2].rsplit(":", 1)[1]) for line in listing.splitlines()
              if f"pid={pid}," in line}
     return any(client["cmd"] == "xreadgroup" and "b" in client["flags"]
-               and (not fresh or int(client["idle"]) == 0) and int(client["addr"].rsplit(":", 1)[1]) in ports
+               and (not fresh or int(client["idle"]) == 0)
+               and int(client["addr"].rsplit(":", 1)[1]) in ports
                for client in redis_client.client_list())
 
 

@@ -49,7 +49,8 @@ def add_user(session: Session, name: str, password: str, admin: bool = False) ->
     if len(password) < MIN_PASSWORD_LENGTH:
         raise StoreError(f"the password is shorter than {MIN_PASSWORD_LENGTH} characters; "
                          "choose a longer one")
-    return store.add_user(session, name, generate_password_hash(password, PASSWORD_HASH_METHOD), admin)
+    hashed = generate_password_hash(password, PASSWORD_HASH_METHOD)
+    return store.add_user(session, name, hashed, admin)
 
 
 @lru_cache(maxsize=1)

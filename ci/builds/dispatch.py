@@ -1,10 +1,14 @@
-"""Handing jobs to runners through RQ, and re-handing what Redis lost.
+"""Handing jobs to runners through RQ, fairly, and re-handing what Redis lost.
+
+Each job waits in its repository's line until the fair queue admits it to RQ's queue
+(``ci.builds.fair_queue``), so that one repository's burst does not starve the others.
 
 The database is the source of truth: a job is ``queued`` in SQL before it is
 enqueued, so when Redis is down or loses data, :func:`reconcile` finds the jobs
 Redis does not hold and enqueues them again, and finds running jobs whose runner
 stopped renewing its lease: each gets one more attempt on another runner, and is
-errored "runner lost" only if that runner is lost too.
+errored "runner lost" only if that runner is lost too. It also releases the admissions
+that dead processes left counted against a repository's limit.
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ from datetime import timedelta
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 
 from ci import store
 from ci.accounts import repo_secrets
-from ci.accounts.job_limits import limits_for
+from ci.accounts.job_limits import limits_for, max_jobs_for
+from ci.builds import fair_queue
 from ci.logs import storage
+from ci.pipeline import fair_queue as admission
 from ci.pipeline import keys
 from ci.pipeline.spec import JobSpec
 from ci.pipeline.status import Status
@@ -63,13 +68,19 @@ def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: in
         default_image=settings.default_image, timeout_seconds=settings.job_timeout_seconds,
         limits=limits_for(settings, repo), log_limit_bytes=settings.log_limit_bytes,
         sealed_secrets=repo_secrets.seal(settings, repo_secrets.for_build(settings, repo, build)),
-        secrets_withheld=repo_secrets.withheld_reason(build),
+        secrets_withheld=repo_secrets.withheld_reason(build), repo_id=repo.id,
     )
 
 
-def enqueue(redis: Redis, spec: JobSpec) -> None:
-    """Put one attempt of a job on the runners' queue (one round trip to Redis)."""
-    queue = Queue(keys.JOBS_QUEUE, connection=redis, serializer=keys.RQ_SERIALIZER)
+def enqueue(redis: Redis, spec: JobSpec, max_jobs: int = 0) -> None:
+    """Put one attempt of a job in its repository's line for the runners, and admit what may
+    go: one transaction, two round trips to Redis (the first checks that Redis has the
+    admission script).
+
+    Args:
+        max_jobs: how many of the repository's jobs may run at once (0: no limit).
+    """
+    queue = fair_queue.FairQueue(redis, spec.repo_id, max_jobs)
     with redis.pipeline() as pipe:
         # RQ starts the transaction itself, so its call comes first.
         queue.enqueue_call(
@@ -89,16 +100,22 @@ CANCEL_TTL_SECONDS = 86400
 
 
 def request_cancel(redis: Redis, job: Job, who: str) -> None:
-    """Tell whichever runner has (or will get) ``job`` to stop, and drop it from the queue."""
+    """Tell whichever runner has (or will get) ``job`` to stop, and drop it from the queue.
+
+    A queued job also leaves its line and its repository's count, and the next in line may
+    go; a running one counts until its runner has stopped it.
+    """
     with redis.pipeline() as pipe:
         pipe.set(keys.cancel(job.id), who, ex=CANCEL_TTL_SECONDS)
         pipe.publish(keys.cancel(job.id), who)
         pipe.execute()
+    rq_job_id = keys.rq_job_id(job.id, job.attempt)
     try:
-        RQJob.fetch(keys.rq_job_id(job.id, job.attempt), connection=redis,
-                    serializer=keys.RQ_SERIALIZER).cancel()
+        RQJob.fetch(rq_job_id, connection=redis, serializer=keys.RQ_SERIALIZER).cancel()
     except (NoSuchJobError, InvalidJobOperation):
         pass
+    if job.status == Status.QUEUED:
+        admission.withdraw(redis, job.build.repo_id, rq_job_id)
 
 
 def enqueue_build(redis: Redis, settings: Settings, build: Build) -> bool:
@@ -115,7 +132,8 @@ def enqueue_jobs(redis: Redis, settings: Settings, build: Build, jobs: list[Job]
     """Enqueue ``jobs`` of a committed build; False when Redis is unreachable."""
     try:
         for job in jobs:
-            enqueue(redis, job_spec(settings, build.repo, build, job, job.attempt))
+            enqueue(redis, job_spec(settings, build.repo, build, job, job.attempt),
+                    max_jobs_for(settings, build.repo))
     except RedisError as exc:
         log.warning("build %s queued in the database; Redis unavailable (%s)", build.id, exc)
         return False
@@ -147,8 +165,11 @@ def reconcile(session: Session, redis: Redis, settings: Settings) -> Reconciled:
     round enqueues.
     """
     result = Reconciled()
+    session.commit()  # the database is read after Redis (``fair_queue.admitted_jobs``)
+    admitted = fair_queue.admitted_jobs(redis)
     jobs = store.unfinished_jobs(session)
     session.commit()  # hold no database lock while asking Redis
+    fair_queue.forget(redis, fair_queue.stale_admissions(admitted, jobs))
     with redis.pipeline(transaction=False) as pipe:
         for job in jobs:
             pipe.exists(keys.lease(job.id))
@@ -179,8 +200,13 @@ def reconcile(session: Session, redis: Redis, settings: Settings) -> Reconciled:
             session.rollback()
     again = result.requeued + result.retried
     for job in store.get_jobs(session, again):
-        enqueue(redis, job_spec(settings, job.build.repo, job.build, job, job.attempt))
+        repo = job.build.repo
+        # The attempt replaced no longer counts against its repository's limit.
+        admission.release(redis, repo.id, keys.rq_job_id(job.id, job.attempt - 1))
+        enqueue(redis, job_spec(settings, repo, job.build, job, job.attempt),
+                max_jobs_for(settings, repo))
     session.commit()
+    admission.admit(redis)  # a safety net: whatever stopped before it admitted
     return result
 
 
@@ -194,7 +220,8 @@ def _commit_if(session: Session, claimed: bool) -> bool:
 
 
 def _rq_holds(redis: Redis, jobs: list[store.UnfinishedJob]) -> list[bool]:
-    """For each job, whether RQ still has its attempt waiting (not started, failed or gone).
+    """For each job, whether RQ still has its attempt waiting (not started, failed or gone):
+    on RQ's queue or in its repository's line, its hash says ``queued``.
 
     One round trip for all: a backlog of thousands of queued jobs is normal when the
     runners are busy, and this runs every few seconds.

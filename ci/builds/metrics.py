@@ -23,7 +23,7 @@ from ci.builds import timings
 from ci.builds.recorder_lag import RecorderLag, recorder_lag
 from ci.builds.redis_histogram import RedisHistogram, Snapshot
 from ci.builds.runner_roster import runners_seen
-from ci.pipeline import keys
+from ci.pipeline import fair_queue, keys
 from ci.pipeline.status import Status
 from ci.store import Session
 from ci.store import metrics as sql
@@ -47,6 +47,7 @@ class SqlFacts:
 class QueueFacts:
     """One RQ queue's backlog."""
 
+    #: For the runners' queue, also the jobs waiting in their repository's line.
     length: int
     failed: int
     #: When the job at the head of the queue was enqueued (seconds since the epoch).
@@ -129,8 +130,11 @@ def _read_redis(redis: Redis) -> RedisFacts | None:
 def _queue(redis: Redis, name: str) -> QueueFacts:
     queue = Queue(name, connection=redis, serializer=keys.RQ_SERIALIZER)
     head = queue.get_jobs(0, 1)
+    in_lines = 0
+    if name == keys.JOBS_QUEUE:
+        in_lines = sum(len(line.waiting) for line in fair_queue.snapshot(redis).lines.values())
     return QueueFacts(
-        length=queue.count,
+        length=queue.count + in_lines,
         failed=queue.failed_job_registry.get_job_count(cleanup=False),
         head_enqueued_at=_epoch(head[0].enqueued_at) if head and head[0].enqueued_at else None,
     )
@@ -147,8 +151,9 @@ def _sql_metrics(facts: SqlFacts) -> Iterator[Metric]:
 
 
 def _redis_metrics(facts: RedisFacts, now: float) -> Iterator[Metric]:
-    length = GaugeMetricFamily("slipway_queue_length", "Jobs waiting in each RQ queue.",
-                               labels=["queue"])
+    length = GaugeMetricFamily("slipway_queue_length", "Jobs waiting in each RQ queue (for "
+                               "the runners' queue, with those waiting in their repository's "
+                               "line to be admitted).", labels=["queue"])
     failed = GaugeMetricFamily("slipway_queue_failed_jobs",
                                "Jobs in each RQ queue's failed registry (status reports the "
                                "reporter gave up on, for the status queue).", labels=["queue"])

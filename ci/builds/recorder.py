@@ -7,13 +7,17 @@ restarts. Each event is applied in one transaction that first takes its turn
 (runners number them), so two recorders never apply one twice or two out of order,
 whoever read what. An event whose predecessor is still with another recorder waits in
 this recorder's pending list; the entries of a recorder that died (read, never
-acknowledged) are claimed by the others once they have been idle for a while.
+acknowledged) are claimed by the others once they have been idle for a while. The files
+a job kept (``job.artifacts``) go into the artifact store (``ci.artifacts``) just before
+the transaction that applies their event, so that no lock is held while they are written.
 
 After an event the recorder has the job's commit statuses reported
-(``ci.forges.statuses``), archives a job's log when the job ends, and between batches
+(``ci.forges.statuses``), archives a job's log and frees its place in the fair queue
+(``ci.pipeline.fair_queue``) when the job ends, and between batches
 runs the reconciler and makes the builds of due schedules (both safe in several processes
-too). An event that cannot be applied at all is set aside in a dead-letter stream, so that
-it never stops the recorders.
+too), and now and then prunes old builds (``ci.builds.retention``). An event that cannot
+be applied at all is set aside in a dead-letter stream, so that it never stops the
+recorders.
 """
 
 from __future__ import annotations
@@ -28,11 +32,11 @@ from datetime import datetime, timezone
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from ci import store
-from ci.builds import changes, dispatch, schedules, service, timings
+from ci import artifacts, store
+from ci.builds import changes, dispatch, retention, schedules, service, timings
 from ci.forges import statuses
 from ci.logs import storage
-from ci.pipeline import keys
+from ci.pipeline import fair_queue, keys
 from ci.pipeline.logformat import END, INFO, LogEntry
 from ci.pipeline.spec import Event, EventType
 from ci.pipeline.status import Status
@@ -124,6 +128,7 @@ class Recorder:
         self.redis = redis
         self.settings = settings
         self.consumer = consumer or consumer_name()
+        self.pruning = retention.PeriodicPruning(sessions, redis, settings, self.consumer)
         self._last_reconcile = 0.0
         self._last_schedules = 0.0
         self._backlog = True
@@ -199,9 +204,11 @@ class Recorder:
             when an earlier event of its attempt has yet to be applied.
         """
         event = Event.from_json(fields[b"e"])
+        kept = None
         if event.seq:
             first_seen = self._waiting.get(entry_id)
             force = first_seen is not None and time.monotonic() - first_seen >= GAP_WAIT_SECONDS
+            kept = artifacts.receive(session, self.redis, self.settings, event, force)
             turn = store.take_event_turn(session, event.job_id, event.attempt, event.seq, force)
             if turn is store.EventTurn.LATER:
                 session.rollback()
@@ -210,13 +217,17 @@ class Recorder:
             self._waiting.pop(entry_id, None)
             if turn is not store.EventTurn.NOW:
                 session.rollback()
+                artifacts.forget(self.redis, event)
                 return self._redo(session, event) if turn is store.EventTurn.DONE else None
             if force:
                 log.warning("job %s: event %s of attempt %s applied after waiting %ss for "
                             "earlier ones that never came", event.job_id, event.seq,
                             event.attempt, GAP_WAIT_SECONDS)
         applied = apply_event(session, event)
+        if applied is not None:
+            artifacts.record(session, self.redis, self.settings, applied.job, event, kept)
         session.commit()
+        artifacts.forget(self.redis, event)
         if applied is None:
             return None
         self._changed.append((applied.job.build.repo_id, applied.job.build_id))
@@ -225,7 +236,12 @@ class Recorder:
         if event.type in statuses.STATUS_EVENTS:
             statuses.report_job(self.redis, applied.job)
         timings.record_end(self.redis, event, applied.job)
-        return applied.job.id if event.type == EventType.JOB_FINISHED else None
+        if event.type != EventType.JOB_FINISHED:
+            return None
+        # Its runner released it too, unless it died first: a place within the limit is free.
+        fair_queue.release(self.redis, applied.job.build.repo_id,
+                           keys.rq_job_id(event.job_id, event.attempt))
+        return applied.job.id
 
     def _redo(self, session: Session, event: Event) -> int | None:
         """An event applied before its recorder could acknowledge it (that recorder died):
@@ -368,6 +384,7 @@ class Recorder:
                     self.reconcile()
                 if time.monotonic() - self._last_schedules >= schedules.FIRE_EVERY_SECONDS:
                     self.fire_schedules()
+                self.pruning.tick()
             except RedisError as exc:
                 log.warning("Redis unavailable (%s); retrying in %ss", exc, REDIS_RETRY_SECONDS)
                 time.sleep(REDIS_RETRY_SECONDS)

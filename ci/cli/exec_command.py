@@ -37,10 +37,15 @@ class ExecUsageError(click.ClickException):
 @click.option("--secret", "secret_names", multiple=True, metavar="NAME",
               help="Give the steps that ask for secret NAME the value of the environment "
                    "variable NAME (masked in the output); repeatable.")
+@click.option("--artifacts", "artifacts_dir", metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Copy the files the pipeline's `artifacts` names into DIR (one folder per "
+                   "matrix cell when there are several); without it they are not kept.")
 @click.option("--no-color", is_flag=True,
               help="Plain output, also on a terminal (as is NO_COLOR=1).")
 def exec_command(path: Path, event: str, branch: str | None, cells: tuple[str, ...],
-                 secret_names: tuple[str, ...], no_color: bool) -> None:
+                 secret_names: tuple[str, ...], artifacts_dir: Path | None,
+                 no_color: bool) -> None:
     """Run the pipeline of the git checkout at PATH (default: here) on this machine.
 
     The checkout is used as it is on disk: its tracked files, uncommitted changes
@@ -49,7 +54,8 @@ def exec_command(path: Path, event: str, branch: str | None, cells: tuple[str, .
     runners' engine: the same parsing, steps, services, `when` filters, Docker
     confinement and firewalled job network, so like a runner this needs root and a
     Docker engine, and no Slipway server, Redis or database. The pipeline's cache is
-    not used. Steps see SLIPWAY_EXEC=true.
+    not used, and its artifacts are kept only with --artifacts. Steps see
+    SLIPWAY_EXEC=true.
 
     \b
     Exit status: 0 the pipeline passed (or its `when` skipped it), 1 it failed,
@@ -83,5 +89,6 @@ def exec_command(path: Path, event: str, branch: str | None, cells: tuple[str, .
         reconfigure(errors="replace")
     terminal = Terminal(sys.stdout, wants_color(sys.stdout, no_color, os.environ))
     defaults = JobDefaults(settings.default_image, settings.job_timeout_seconds, settings.limits)
-    outcome = LocalPipeline(tree, plan, defaults, runner_settings, terminal).run()
+    outcome = LocalPipeline(tree, plan, defaults, runner_settings, terminal,
+                            artifacts_dir.resolve() if artifacts_dir else None).run()
     click.get_current_context().exit(outcome.exit_code)

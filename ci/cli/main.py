@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import click
 from redis import Redis
 
-from ci.cli import exec_command, notifications, repos, schedules, users
+from ci.cli import exec_command, notifications, prune, repos, schedules, users
 from ci.forges import FORGES
 from ci.redis_client import connect
 from ci.settings import Settings, SettingsError, load_settings
@@ -428,6 +428,7 @@ repo.add_command(users.repo_grant)
 repo.add_command(users.repo_revoke)
 main.add_command(schedules.cron_group)
 main.add_command(notifications.notify_group)
+main.add_command(prune.prune)
 
 
 if __name__ == "__main__":

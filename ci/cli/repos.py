@@ -1,4 +1,5 @@
-"""``slipway secret`` and ``slipway repo limits``: a repository's secrets and job limits.
+"""``slipway secret`` and ``slipway repo limits``: a repository's secrets and job limits
+(with how many of its jobs may run at once).
 
 Like every command, they call the services (``ci.accounts.repo_secrets``,
 ``ci.accounts.job_limits``), not HTTP. The connections come from the root command
@@ -14,6 +15,7 @@ import click
 
 from ci import store
 from ci.accounts import job_limits, repo_secrets
+from ci.builds import fair_queue
 from ci.store import Session
 from ci.store.models import Repo
 
@@ -81,15 +83,23 @@ def secret_remove(connect: Connect, full_name: str, name: str) -> None:
 @click.option("--memory", help="Memory of each job container, e.g. 4g.")
 @click.option("--cpus", type=float, help="CPUs of each job container, e.g. 2.")
 @click.option("--pids", type=int, help="Processes in each job container, e.g. 2048.")
+@click.option("--max-jobs", metavar="N",
+              help="How many of its jobs may run at once, e.g. 2; default: the "
+                   "administrator's maximum (SLIPWAY_MAX_JOBS_PER_REPO).")
 @click.pass_obj
 def repo_limits(connect: Connect, full_name: str, memory: str | None, cpus: float | None,
-                pids: int | None) -> None:
+                pids: int | None, max_jobs: str | None) -> None:
     """Show or change FULL_NAME's job limits, within the administrator's maxima."""
     ctx = connect()
     with ctx.sessions() as session:
         found = repo_or_fail(session, full_name)
         try:
-            now = job_limits.set_limits(session, ctx.settings, found, memory, cpus, pids)
+            now = job_limits.set_limits(session, ctx.settings, found, memory, cpus, pids,
+                                        max_jobs)
         except store.StoreError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"{full_name}: memory {now.memory}, cpus {now.cpus:g}, pids {now.pids}")
+        at_once = job_limits.max_jobs_for(ctx.settings, found)
+        if max_jobs is not None:
+            fair_queue.apply_limit(ctx.redis, found.id, at_once)
+    click.echo(f"{full_name}: memory {now.memory}, cpus {now.cpus:g}, pids {now.pids}, "
+               f"jobs at once {at_once or 'no limit'}")

@@ -86,6 +86,42 @@ def discard(redis: Redis, log_dir: Path, job_id: int) -> None:
     archive_path(log_dir, job_id).unlink(missing_ok=True)
 
 
+def log_paths(log_dir: Path, job_id: int, attempts: int) -> list[Path]:
+    """Every file a job's log may be in: the archive of its current attempt, those kept of
+    the ``attempts - 1`` before it, and the temporary files of a write that was cut short."""
+    logs = [archive_path(log_dir, job_id)]
+    logs += [attempt_path(log_dir, job_id, number) for number in range(1, attempts)]
+    return [path for log in logs for path in (log, log.with_suffix(".tmp"))]
+
+
+def logs_size(log_dir: Path, job_id: int, attempts: int) -> int:
+    """How many bytes the job's log files hold (what removing them would free)."""
+    total = 0
+    for path in log_paths(log_dir, job_id, attempts):
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def remove_logs(log_dir: Path, job_id: int, attempts: int) -> int:
+    """Remove the log files of a job's every attempt, for retention; returns the bytes freed.
+
+    Idempotent, and each file counts once: a file already gone (removed by a pruner that
+    died before recording it, or by another pruning at the same moment) frees nothing.
+    """
+    freed = 0
+    for path in log_paths(log_dir, job_id, attempts):
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        freed += size
+    return freed
+
+
 def read_all(redis: Redis, log_dir: Path, job: Job, after: str = "0-0") -> list[LogEntry]:
     """The job's log after ``after``: from the archive once the database says the job's
     log is archived, else live.

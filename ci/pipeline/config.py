@@ -4,8 +4,9 @@ Every problem found is raised together in one :class:`ConfigError`, each with th
 it comes from, so a user fixes the file in one push instead of one push per mistake.
 The parts live in their own modules — reading YAML safely in
 :mod:`~ci.pipeline.document`, the shared checks in :mod:`~ci.pipeline.lint`, ``matrix``
-in :mod:`~ci.pipeline.matrix`, ``when`` in :mod:`~ci.pipeline.when` — and every public
-name is importable from here. ``docs/pipeline.md`` describes the format for users.
+in :mod:`~ci.pipeline.matrix`, ``when`` in :mod:`~ci.pipeline.when`, ``artifacts`` in
+:mod:`~ci.pipeline.artifacts` — and every public name is importable from here.
+``docs/pipeline.md`` describes the format for users.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ci.pipeline.artifacts import Artifacts, lint_artifacts
 from ci.pipeline.document import (CONFIG_FILE, EXAMPLE, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, STR,
                                   ConfigError, Problem, kind, quote, read_document, text)
 from ci.pipeline.durations import parse_duration
@@ -26,7 +28,7 @@ from ci.pipeline.matrix import (MAX_CELLS, Matrix, allows_failure, cell_name, ch
 from ci.pipeline.when import STATUSES, When, lint_when
 
 __all__ = [
-    "CONFIG_FILE", "DEFAULT_PIPELINE_HELP", "EVENTS", "MAX_CACHE_PATHS", "MAX_CELLS",
+    "Artifacts", "CONFIG_FILE", "DEFAULT_PIPELINE_HELP", "EVENTS", "MAX_CACHE_PATHS", "MAX_CELLS",
     "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "MAX_READY_TIMEOUT_SECONDS", "MAX_SECRETS",
     "MAX_SERVICES", "MAX_STEPS", "MAX_TIMEOUT_SECONDS", "STATUSES", "ConfigError", "Matrix",
     "Pipeline", "Problem", "Service", "Step", "When", "allows_failure", "cell_name",
@@ -40,7 +42,8 @@ MAX_READY_TIMEOUT_SECONDS = 600
 MAX_CACHE_PATHS = 20
 MAX_SECRETS = 50
 
-_TOP_LEVEL_KEYS = ("image", "matrix", "env", "services", "cache", "when", "timeout", "steps")
+_TOP_LEVEL_KEYS = ("image", "matrix", "env", "services", "cache", "artifacts", "when", "timeout",
+                   "steps")
 _STEP_KEYS = ("name", "run", "image", "env", "secrets", "when")
 _SERVICE_KEYS = ("image", "env", "ready", "ready_timeout")
 _SERVICE_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
@@ -117,6 +120,7 @@ class Pipeline:
     services: tuple[Service, ...] = ()
     cache: tuple[str, ...] = ()
     when: When = field(default_factory=When)
+    artifacts: Artifacts = field(default_factory=Artifacts)
 
 
 def parse_pipeline(text: str | bytes, filename: str = CONFIG_FILE) -> Pipeline:
@@ -235,6 +239,8 @@ class _PipelineLinter(Linter):
             services=self.services(keys["services"]) if "services" in keys else (),
             cache=self.cache(keys["cache"]) if "cache" in keys else (),
             when=lint_when(self, keys["when"], "when", step=False) if "when" in keys else When(),
+            artifacts=(lint_artifacts(self, keys["artifacts"]) if "artifacts" in keys
+                       else Artifacts()),
         )
         check_images(self, matrix, axes, self.images)
         return pipeline

@@ -24,6 +24,38 @@ RUN_JOB = "runners.worker.run_job"
 #: resolves the name), so that this module needs no RQ; pass it as ``serializer=``.
 RQ_SERIALIZER = "rq.serializers.JSONSerializer"
 
+#: RQ's own Redis names for the list of :data:`JOBS_QUEUE` and for a job's hash (its
+#: ``Queue.key`` and ``Job.key_for``), spelled out for the fair queue's script, which pushes
+#: onto that list and reads jobs' states without RQ; a test holds them equal to RQ's.
+JOBS_QUEUE_KEY = f"rq:queue:{JOBS_QUEUE}"
+RQ_JOB_KEY_PREFIX = "rq:job:"
+
+#: The repositories with jobs waiting to be admitted to :data:`JOBS_QUEUE` (a sorted set,
+#: scored by when each was last served), in the order the fair queue serves them
+#: (``ci.pipeline.fair_queue``).
+FAIR_REPOS = "slipway:fair:repos"
+
+#: When each repository was last served (a hash: repository id -> :data:`FAIR_CLOCK`), kept
+#: while it has nothing waiting, so that it comes back to its place and not to the front.
+FAIR_SERVED = "slipway:fair:served"
+
+#: Each repository's limit of jobs at once (a hash: repository id -> limit, 0: none), as its
+#: last enqueued job brought it; its fields also name every repository with an active set.
+FAIR_LIMITS = "slipway:fair:limits"
+
+#: A counter that increases at each admission: the order in which repositories were served.
+FAIR_CLOCK = "slipway:fair:clock"
+
+
+def fair_waiting(repo_id: int | str) -> str:
+    """A repository's line: the RQ job ids of its jobs waiting to be admitted, oldest first."""
+    return f"slipway:fair:waiting:{repo_id}"
+
+
+def fair_active(repo_id: int | str) -> str:
+    """The RQ job ids of a repository's admitted jobs that have not ended (a set)."""
+    return f"slipway:fair:active:{repo_id}"
+
 #: Stream of runner events (job started, step finished, …) read by the recorder.
 EVENTS_STREAM = "slipway:events"
 
@@ -51,6 +83,19 @@ LEASE_TTL_SECONDS = 20
 def log_stream(job_id: int) -> str:
     """The Redis stream holding a job's live log chunks."""
     return f"slipway:log:{job_id}"
+
+
+def artifact_chunks(job_id: int, attempt: int) -> str:
+    """The Redis list holding the files one attempt of a job kept, as a tar cut in chunks of
+    at most :data:`ARTIFACT_CHUNK_BYTES`, from the runner to the recorder."""
+    return f"slipway:artifacts:{job_id}:{attempt}"
+
+
+#: The largest chunk of :func:`artifact_chunks`: Redis moves each in one reply.
+ARTIFACT_CHUNK_BYTES = 1024 * 1024
+
+#: How long kept files wait in Redis for the recorder, which removes them once stored.
+ARTIFACT_CHUNKS_TTL_SECONDS = 24 * 3600
 
 
 def lease(job_id: int) -> str:

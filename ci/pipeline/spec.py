@@ -61,6 +61,8 @@ class JobSpec:
             ones it names, and masks their values in the log.
         secrets_withheld: why this build has no secrets (a step naming one fails
             with this sentence), or None.
+        repo_id: the repository's database id: the fair queue counts the job against
+            it until the job ends (``ci.pipeline.fair_queue``).
     """
 
     job_id: int
@@ -82,6 +84,7 @@ class JobSpec:
     log_limit_bytes: int = DEFAULT_LOG_LIMIT_BYTES
     sealed_secrets: str = ""
     secrets_withheld: str | None = None
+    repo_id: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow, not dataclasses.asdict: this runs for every webhook, and asdict
@@ -105,6 +108,7 @@ class EventType(str, Enum):
     STEPS_PLANNED = "job.steps"
     STEP_STARTED = "step.started"
     STEP_FINISHED = "step.finished"
+    JOB_ARTIFACTS = "job.artifacts"
     JOB_FINISHED = "job.finished"
 
 
@@ -118,6 +122,9 @@ class Event:
     - ``job.steps``: ``steps`` (list of step names), ``image``
     - ``step.started``: ``step`` (0-based index)
     - ``step.finished``: ``step``, ``status``, ``exit_code``
+    - ``job.artifacts``: ``key`` (the Redis list of the kept files' tar,
+      :func:`~ci.pipeline.keys.artifact_chunks`), ``chunks`` (how many it holds) and
+      ``files`` (one ``{path, size, sha256}`` per file); sent before ``job.finished``
     - ``job.finished``: ``status``, ``error`` (a sentence, or ``None``)
     """
 

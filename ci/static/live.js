@@ -287,13 +287,16 @@
       .catch(function () { fetching = false; });
   }
 
-  // A finished build's page offers Restart and Rerun where it offered Cancel.
+  // A finished build's page offers Restart and Rerun where it offered Cancel, and lists
+  // the files its jobs kept.
   function refreshActions() {
-    if (!document.getElementById("build-actions")) return;
+    var parts = document.querySelectorAll("#build-actions, .artifacts[id]");
+    if (!parts.length) return;
     fetchPage(function (page) {
-      var fresh = page.getElementById("build-actions");
-      var actions = document.getElementById("build-actions");
-      if (fresh && actions) actions.replaceWith(document.adoptNode(fresh));
+      parts.forEach(function (mine) {
+        var fresh = page.getElementById(mine.id);
+        if (fresh) mine.replaceWith(document.adoptNode(fresh));
+      });
     });
   }
 

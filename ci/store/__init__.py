@@ -9,6 +9,8 @@ tables, ``queries`` every read and write the rest of Slipway asks for by functio
 ``listing`` the lists of builds the pages show (branches, pull requests, charts),
 ``schedules`` the cron schedules and the claim of each due time,
 ``notifications`` the addresses and hooks told when a build finishes,
+``pruning`` which old builds lose their logs or go (``ci.builds.retention``),
+``artifacts`` the rows naming the files each attempt of a job kept,
 ``migrations`` the Alembic revisions. Other packages call ``store.get_repo(session,
 …)`` and never build a query or open an ORM session themselves; callers decide the
 transaction (``session.commit()``).
@@ -18,6 +20,7 @@ types). Nothing that imports ``ci.store`` back.
 """
 
 from ci.store.admin import *  # noqa: F401,F403 — the facade: ``store.waiting_jobs``
+from ci.store.artifacts import *  # noqa: F401,F403 — ``store.job_artifacts``, …
 from ci.store.attempts import *  # noqa: F401,F403 — the facade: ``store.take_event_turn``
 from ci.store.db import Session, Sessions  # noqa: F401 — for type hints elsewhere
 from ci.store.history import *  # noqa: F401,F403 — the facade: ``store.list_attempts``

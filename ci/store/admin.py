@@ -23,6 +23,7 @@ __all__ = [
     "forget_api_url",
     "WaitingJob",
     "waiting_jobs",
+    "running_jobs_by_repo",
 ]
 
 
@@ -78,3 +79,10 @@ def waiting_jobs(session: Session) -> list[WaitingJob]:
         .join(Build, Build.id == Job.build_id)
         .where(Job.status == Status.QUEUED).order_by(since, Job.id)
     )]
+
+
+def running_jobs_by_repo(session: Session) -> dict[int, int]:
+    """How many jobs run now, by repository id (those with none are left out)."""
+    return dict(session.execute(
+        select(Build.repo_id, func.count(Job.id)).join(Build, Build.id == Job.build_id)
+        .where(Job.status == Status.RUNNING).group_by(Build.repo_id)).all())

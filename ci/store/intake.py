@@ -98,8 +98,9 @@ def create_build(session: Session, repo: Repo, trigger: Trigger,
     # follows fails, the reconciler finds the job missing from Redis and retries.
     job_row = dict(build_id=None, number=1, name="default", cell="{}", allow_failure=False,
                    status=status, attempt=1, image=None, runner=None, error=skip_reason,
-                   log_archived=False, created_at=now, event_seq=0, runner_losses=0,
-                   enqueued_at=None if skip_reason else now, started_at=None, finished_at=None)
+                   log_archived=False, pruned_at=None, created_at=now, event_seq=0,
+                   runner_losses=0, enqueued_at=None if skip_reason else now, started_at=None,
+                   finished_at=None)
     if session.in_transaction():
         session.commit()  # end the request's read before writing
     engine = session.get_bind()

@@ -63,6 +63,7 @@ __all__ = [
     "update_repo",
     "set_forge_access",
     "set_repo_limits",
+    "set_repo_max_jobs",
     "set_secret",
     "remove_secret",
     "search_builds",
@@ -349,6 +350,7 @@ def reset_failed_jobs(session: Session, build: Build) -> list[Job]:
         job.status = Status.QUEUED
         job.error = job.started_at = job.finished_at = job.runner = None
         job.log_archived = False
+        job.pruned_at = None  # the next attempt's log is its own, kept afresh
         job.enqueued_at = utcnow()
         job.steps.clear()
     if rerun:
@@ -422,6 +424,12 @@ def set_forge_access(session: Session, repo: Repo, encrypted_token: str | None,
     if api_url is not None:
         repo.api_url = api_url
     session.commit()
+
+
+def set_repo_max_jobs(session: Session, repo: Repo, max_jobs: int | None) -> None:
+    """Set how many of the repository's jobs may run at once (None: the administrator's
+    maximum); the caller commits (``set_repo_limits`` does, with the other limits)."""
+    repo.max_concurrent_jobs = max_jobs
 
 
 def set_repo_limits(session: Session, repo: Repo, memory: str | None, cpus: float | None,

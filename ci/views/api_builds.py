@@ -3,7 +3,7 @@
 Actions call the build service (``ci.builds.service``) exactly as the pages and the CLI do.
 A job's log can be tailed: ``GET …/log?offset=N`` answers the bytes from ``N`` on
 and ``X-Next-Offset`` (where to ask from next); ``X-Log-Complete: true`` says the
-job has finished and nothing more will come.
+job has finished and nothing more will come; ``410 Gone`` says when retention removed it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ci.views.build_filters import BadFilter, parse_filters
 from ci.views.lookup import (build_or_404, job_of_or_404, job_or_404, repo_or_404, writable_build,
                              writable_repo)
 from ci.views.present import build_json, job_json
+from ci.views.removed_logs import removal
 from ci.views.resources import redis, session, settings, write_session
 
 bp = Blueprint("api_builds", __name__, url_prefix="/api")
@@ -139,11 +140,13 @@ def cancel_job(owner: str, name: str, number: int, job_number: int):
 
 @bp.get(JOB + "/log")
 def job_log(owner: str, name: str, number: int, job_number: int) -> Response:
-    _repo, _found, job = job_or_404(owner, name, number, job_number)
+    _repo, found, job = job_or_404(owner, name, number, job_number)
     try:
         offset = int(request.args.get("offset", 0))
     except ValueError:
         abort(400, description="offset must be a whole number of bytes")
+    if notice := removal(job, found):
+        abort(410, description=notice)
     text = to_text(storage.read_all(redis(), settings().log_dir, job)).encode()
     if not 0 <= offset <= len(text):
         # A rerun starts the log anew: a client past its end reads it from 0 again.

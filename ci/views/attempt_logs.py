@@ -4,7 +4,8 @@ attempts it replaced, and each stays readable here.
 ``…/jobs/<m>/attempts/<a>/log.txt`` is the page's link (as ``…/jobs/<m>/log.txt`` is
 for the current log), ``/api/repos/…/attempts/<a>/log`` the API's; both answer the same
 text, under the same access rules as the job's own log. The current attempt's number
-answers its log as it is now, live or archived.
+answers its log as it is now, live or archived. Once retention removed the job's logs, each
+attempt's answers ``410 Gone`` with the reason.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ci.logs import storage
 from ci.logs.plain import strip_ansi
 from ci.pipeline.logformat import to_text
 from ci.views.lookup import job_or_404
+from ci.views.removed_logs import gone, removal
 from ci.views.resources import redis, settings
 
 bp = Blueprint("attempt_logs", __name__)
@@ -26,21 +28,25 @@ ATTEMPT = "/builds/<int:number>/jobs/<int:job_number>/attempts/<int:attempt>"
 @bp.get("/<owner>/<name>" + ATTEMPT + "/log.txt")
 def attempt_log_text(owner: str, name: str, number: int, job_number: int,
                      attempt: int) -> Response:
-    return _attempt_log(owner, name, number, job_number, attempt)
+    return _attempt_log(owner, name, number, job_number, attempt, api=False)
 
 
 @bp.get("/api/repos/<owner>/<name>" + ATTEMPT + "/log")
 def attempt_log(owner: str, name: str, number: int, job_number: int, attempt: int) -> Response:
-    return _attempt_log(owner, name, number, job_number, attempt)
+    return _attempt_log(owner, name, number, job_number, attempt, api=True)
 
 
-def _attempt_log(owner: str, name: str, number: int, job_number: int,
-                 attempt: int) -> Response:
+def _attempt_log(owner: str, name: str, number: int, job_number: int, attempt: int,
+                 api: bool) -> Response:
     repo, build, job = job_or_404(owner, name, number, job_number)
     found = store.get_attempt(job, attempt)
     if found is None:
         abort(404, description=f"job {job_number} of build #{build.number} of "
                                f"{repo.full_name} has no attempt {attempt}")
+    if notice := removal(job, build):
+        if api:
+            abort(410, description=notice)  # the API's errors are JSON
+        return gone(notice)
     if found.current:
         entries = storage.read_all(redis(), settings().log_dir, job)
     else:

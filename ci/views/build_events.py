@@ -147,6 +147,8 @@ class BuildEvents:
             # No runner took these (canceled while queued): they have no log to wait for.
             never_ran = {job.number for job in build.jobs
                          if job.runner is None and Status(job.status).finished}
+            # Retention removed these logs (``ci.builds.retention``): nothing will come.
+            removed = {job.number for job in build.jobs if job.pruned_at is not None}
             for job in build.jobs:
                 self._follow(job)
         self.finished = Status(state["status"]).finished
@@ -162,7 +164,7 @@ class BuildEvents:
             if entries is not None:
                 sent += self._send_log(number, job, entries)
                 job.done = True
-            elif number in never_ran and self.finished:
+            elif (number in never_ran and self.finished) or number in removed:
                 job.done = True
             if job.reset:
                 sent += self._send_log(number, job, [])

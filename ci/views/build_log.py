@@ -4,7 +4,8 @@ wants them, and the cursor from which the page's live stream carries on.
 Folding: a finished step that passed is folded; the running step is open, and so is a
 step that failed, errored or was canceled; "Set up job" is open until a step begins
 (or when the job ended before one did), "Complete job" unless the job passed. A finished
-build that failed names the section to scroll to: its first failing step.
+build that failed names the section to scroll to: its first failing step. A job whose log
+retention removed says so, above its steps.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from redis import Redis
 
 from ci import store
+from ci.builds import retention
 from ci.logs import multiplex, storage
 from ci.logs.multiplex import Position
 from ci.logs.render import COMPLETE, SETUP, Section, job_log
@@ -49,24 +51,30 @@ class ShownJob:
     attempts: list[Attempt]
     #: The earlier attempt shown instead of the current one, if one was asked for.
     earlier: Attempt | None = None
+    #: What the page says instead of the log, when retention removed it.
+    removed: str | None = None
 
 
-def shown_jobs(redis: Redis, log_dir: Path, build: Build,
-               earlier: dict[int, int] | None = None) -> list[ShownJob]:
+def shown_jobs(redis: Redis, log_dir: Path, build: Build, earlier: dict[int, int] | None,
+               keep_days: int) -> list[ShownJob]:
     """Every job of ``build`` with its log, read as it is now; ``earlier`` maps a job's
     number to an earlier attempt to show instead of its current one (an unknown attempt
-    shows the current one)."""
+    shows the current one); ``keep_days`` is how long logs are kept, for the notice of a
+    removed one."""
     shown = []
     for job in build.jobs:
         attempts = store.list_attempts(job)
         wanted = (earlier or {}).get(job.number)
         attempt = next((a for a in attempts if a.number == wanted and not a.current), None)
+        removed = retention.removal_notice(job, build, keep_days)
         if attempt is None:
             entries = storage.read_all(redis, log_dir, job)
             status, job_steps = Status(job.status), list(job.steps)
         else:
             entries = storage.read_attempt(log_dir, job.id, attempt.number) or []
             status, job_steps = attempt.status, list(attempt.steps)
+        if removed:  # the live stream of a log just removed may linger in Redis a while
+            entries = []
         log = job_log(entries, [step.name for step in job_steps])
         steps = {step.number - 1: step for step in job_steps}
         sections = [ShownSection(section, steps.get(section.step),
@@ -74,7 +82,7 @@ def shown_jobs(redis: Redis, log_dir: Path, build: Build,
                                  f"job-{job.number}-step-{section.key}")
                     for section in log.sections]
         position = Position(job.attempt, entries[-1].id if entries else multiplex.START)
-        shown.append(ShownJob(job, sections, log.begun, position, attempts, attempt))
+        shown.append(ShownJob(job, sections, log.begun, position, attempts, attempt, removed))
     return shown
 
 

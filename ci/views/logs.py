@@ -4,7 +4,9 @@ A job's stream sends every entry after ``Last-Event-ID`` (the Redis stream id, o
 same id from the archive), then blocks on Redis for new ones, so a client that connects
 mid-job gets all earlier lines and then each new one as it comes. A build's stream
 (:mod:`ci.views.build_events`) does the same for all its jobs at once, with the build's
-state, for the build page. Neither holds a database connection while it streams.
+state, for the build page. Neither holds a database connection while it streams. Once
+retention removed a job's log, its text and its stream answer ``410 Gone`` with the reason
+(:mod:`ci.views.removed_logs`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ci.logs.render import LogRenderer
 from ci.pipeline.logformat import END, LogEntry, to_text
 from ci.views.build_events import BuildEvents
 from ci.views.lookup import build_or_404, job_or_404
+from ci.views.removed_logs import gone, removal
 from ci.views.resources import redis, resources, session, settings
 
 bp = Blueprint("logs", __name__)
@@ -35,10 +38,12 @@ KEEPALIVE_MS = 15_000
 def log_text(owner: str, name: str, number: int, job_number: int) -> Response:
     """The job's log as plain text, without the escape sequences a browser would show as
     ``[31m``; ``?download=1`` saves it as a file named for the repository, build and job."""
-    repo, _build, job = job_or_404(owner, name, number, job_number)
+    repo, build, job = job_or_404(owner, name, number, job_number)
     download = request.args.get("download", "0")
     if download not in ("0", "1"):
         abort(400, description=f"download is 1 (save the log as a file) or 0, not {download!r}")
+    if notice := removal(job, build):
+        return gone(notice)
     entries = storage.read_all(redis(), settings().log_dir, job)
     response = Response(strip_ansi(to_text(entries)), mimetype="text/plain")
     response.headers["Cache-Control"] = "no-cache"
@@ -66,7 +71,9 @@ def build_events(owner: str, name: str, number: int) -> Response:
 
 @bp.get("/<owner>/<name>/builds/<int:number>/jobs/<int:job_number>/events")
 def log_events(owner: str, name: str, number: int, job_number: int) -> Response:
-    _repo, _build, job = job_or_404(owner, name, number, job_number)
+    _repo, build, job = job_or_404(owner, name, number, job_number)
+    if notice := removal(job, build):
+        return gone(notice)  # an EventSource does not reconnect after an error status
     job_id = job.id
     after = request.headers.get("Last-Event-ID") or request.args.get("after") or "0-0"
     if not STREAM_ID.fullmatch(after):

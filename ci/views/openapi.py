@@ -15,6 +15,7 @@ from ci import forges
 from ci.builds.cron import MAX_EXPRESSION_CHARS
 from ci.notifications import config as notify_config
 from ci.notifications.outcome import HOOK_EVENTS
+from ci.pipeline.artifacts import MAX_PATH_CHARS
 from ci.pipeline.events import EVENTS
 from ci.pipeline.status import Status
 from ci.store import MAX_BRANCH_BYTES
@@ -44,6 +45,7 @@ _ERRORS = {
     403: "the user lacks the permission; the message names the command that grants it",
     404: "no such repository (or a private one the user may not read), build or job",
     409: "the build is in a state that does not allow this",
+    410: "retention removed the log; the message says when and why",
     503: "Redis does not answer",
 }
 
@@ -74,6 +76,7 @@ REPO = ("owner", "name")
 BUILD = (*REPO, "number")
 JOB = (*BUILD, "job_number")
 ATTEMPT = (*JOB, "attempt")
+ARTIFACT = (*JOB, "path")
 ACTION = (400, 403, 404)
 
 #: Path parameters by component name: the name in the URL, its schema, an example.
@@ -84,6 +87,8 @@ _PATH_PARAMETERS = {
     "job_number": ("job_number", {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER}, 1),
     "attempt": ("attempt", {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER}, 1),
     "schedule_id": ("schedule_id", {"type": "integer", "minimum": 1, "maximum": MAX_NUMBER}, 1),
+    "path": ("path", {"type": "string", "minLength": 1, "maxLength": MAX_PATH_CHARS},
+             "dist/app.whl"),
     "secret_name": ("secret_name", {"type": "string", "pattern": r"^[A-Z_][A-Z0-9_]{0,99}$"},
                     "DEPLOY_TOKEN"),
     "forge": ("name", {"type": "string", "enum": sorted(
@@ -145,7 +150,11 @@ SCHEMAS: dict[str, Any] = {
         "status": {"type": "string", "enum": list(Status)}, "attempt": {"type": "integer"},
         "image": _nullable("string"), "runner": _nullable("string"),
         "error": _nullable("string"), "duration_seconds": _nullable("number"),
+        "pruned_at": _nullable("string", format="date-time",
+                               description="when retention removed the job's logs and "
+                                           "artifacts; null: they are kept"),
         "log_url": {"type": "string"}, "events_url": {"type": "string"},
+        "artifacts_url": {"type": "string", "description": "the files the job kept"},
         "steps": {"type": "array", "items": _ref("Step")},
         "attempts": {"type": "array", "items": _ref("Attempt"),
                      "description": "every attempt, oldest first; the last is the current"}}},
@@ -170,6 +179,42 @@ SCHEMAS: dict[str, Any] = {
                                                "build": _ref("Build")}},
     "Secrets": {"type": "object", "properties": {
         "secrets": {"type": "array", "items": {"type": "string"}}}},
+    "Artifacts": {"type": "object", "required": ["attempt", "total_size", "zip_url", "artifacts"],
+                  "properties": {
+                      "attempt": {"type": "integer", "description": "the job's current attempt, "
+                                                                    "whose files these are"},
+                      "total_size": {"type": "integer", "description": "bytes, in all"},
+                      "zip_url": {"type": "string", "description": "every file in one zip"},
+                      "artifacts": {"type": "array", "items": _ref("Artifact"),
+                                    "description": "by path"}}},
+    "Artifact": {"type": "object", "required": ["path", "size", "sha256", "url"], "properties": {
+        "path": {"type": "string", "example": "dist/app.whl",
+                 "description": "relative to the workspace, `/` between directories"},
+        "size": {"type": "integer"}, "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "url": {"type": "string", "description": "the file, to download"}}},
+    "Queue": {"type": "object", "required": ["repos", "redis_answers", "redis_holds"],
+              "properties": {
+                  "repos": {"type": "array", "items": _ref("RepoQueue"),
+                            "description": "the repository served next first"},
+                  "redis_answers": {"type": "boolean"},
+                  "redis_holds": _nullable("integer", description="jobs Redis holds for the "
+                                           "runners, all repositories (admins only)")}},
+    "RepoQueue": {"type": "object", "required": [
+        "full_name", "url", "running", "waiting", "max_jobs", "in_redis", "why",
+        "waiting_longest"], "properties": {
+            "full_name": {"type": "string"}, "url": {"type": "string"},
+            "running": {"type": "integer"}, "waiting": {"type": "integer"},
+            "max_jobs": _nullable("integer", description="how many of its jobs may run at "
+                                                         "once; null: no limit"),
+            "in_redis": _nullable("integer", description="how many waiting jobs Redis holds"),
+            "why": _nullable("string", example="at its limit of 2 jobs at once",
+                             description="why its jobs wait: next in line for a runner, at "
+                                         "its limit, or waiting its turn behind N other "
+                                         "repositories; null when none waits"),
+            "waiting_longest": {"type": "object", "nullable": True, "properties": {
+                "build": {"type": "integer"}, "job": {"type": "integer"},
+                "name": {"type": "string"}, "since": {"type": "string", "format": "date-time"},
+                "url": {"type": "string"}}}}},
     "Badge": {"type": "object", "required": ["state", "url"], "properties": {
         "state": {"type": "string", "enum": ["passing", "failing", "error", "running",
                                              "canceled", "unknown"]},
@@ -304,6 +349,10 @@ PATHS: dict[str, dict[str, Any]] = {
                                   "responses": {"200": {"description": "OpenAPI 3 document"}}}},
     "/api/user": {"get": _op("Who the request is authenticated as",
                              {200: _json(_ref("User"), "the user")}, errors=())},
+    "/api/queue": {"get": _op(
+        "What waits for a runner and why, per repository the asker may read (signed in)",
+        {200: _json(_ref("Queue"), "the queue; Redis's counts are null when it does not "
+                                   "answer")}, errors=())},
     "/api/repos": {
         "get": _op("Repositories the asker may read, with their latest build",
                    {200: _json({"type": "object", "properties": {
@@ -401,14 +450,32 @@ PATHS: dict[str, dict[str, Any]] = {
         {200: {"description": "the log from offset on", "headers": _LOG_HEADERS,
                "content": {"text/plain": {"schema": {"type": "string"}}}},
          416: _json(_ref("Error"), "the offset is past the log's end; start from 0")},
-        errors=(400, 404), params=JOB,
+        errors=(400, 404, 410), params=JOB,
         query=(_query("offset", {"type": "integer", "minimum": 0}, "bytes to skip"),))},
     "/api/repos/{owner}/{name}/builds/{number}/jobs/{job_number}/attempts/{attempt}/log": {
         "get": _op("The log of one attempt of a job as text: an earlier one a rerun or a "
                    "retry replaced, or the current",
                    {200: {"description": "the attempt's log",
                           "content": {"text/plain": {"schema": {"type": "string"}}}}},
-                   params=ATTEMPT)},
+                   errors=(404, 410), params=ATTEMPT)},
+    "/api/repos/{owner}/{name}/builds/{number}/jobs/{job_number}/artifacts": {"get": _op(
+        "The files the job's current attempt kept (`artifacts:` in `.slipway.yml`)",
+        {200: _json(_ref("Artifacts"), "the files, by path; none while the job runs")},
+        params=JOB)},
+    "/api/repos/{owner}/{name}/builds/{number}/jobs/{job_number}/artifacts/{path}": {"get": _op(
+        "One file the job kept, as an attachment; its sha256 is its ETag, byte ranges work",
+        {200: {"description": "the file's bytes, whatever it holds",
+               "content": {"application/octet-stream": {
+                   "schema": {"type": "string", "format": "binary"}}}},
+         304: {"description": "the file is the one of `If-None-Match`"},
+         410: _json(_ref("Error"), "the file is no longer stored (retention removed it)")},
+        params=ARTIFACT)},
+    "/api/repos/{owner}/{name}/builds/{number}/jobs/{job_number}/artifacts.zip": {"get": _op(
+        "Every file the job's current attempt kept, in one zip made as it is sent",
+        {200: {"description": "the zip, `<owner>-<name>-<build>-<job>-artifacts.zip`",
+               "content": {"application/zip": {
+                   "schema": {"type": "string", "format": "binary"}}}}},
+        params=JOB)},
     # A job's `log_url`, which is a page: its errors are pages too.
     "/{owner}/{name}/builds/{number}/jobs/{job_number}/log.txt": {"get": {
         "summary": "A job's log as plain text, without terminal escape sequences",
@@ -422,7 +489,9 @@ PATHS: dict[str, dict[str, Any]] = {
                     "content": {"text/plain": {"schema": {"type": "string"}}}},
             **{str(code): {"description": text, "content": {"text/html": {}}}
                for code, text in ((400, "download is neither 0 nor 1"), (401, _ERRORS[401]),
-                                  (404, _ERRORS[404]))}}}},
+                                  (404, _ERRORS[404]))},
+            "410": {"description": _ERRORS[410],
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     "/hooks/{name}": {"post": {
         "summary": "A forge's webhook (signed with the repository's webhook secret)",
         "security": [], "parameters": [{"$ref": "#/components/parameters/forge"}],

@@ -71,7 +71,8 @@ def build_page(owner: str, name: str, number: int) -> Response:
     live stream (``logs.build_events``) from where the page ends."""
     repo, build = build_or_404(owner, name, number)
     earlier = _earlier_attempt()
-    jobs = build_log.shown_jobs(redis(), settings().log_dir, build, earlier)
+    jobs = build_log.shown_jobs(redis(), settings().log_dir, build, earlier,
+                                settings().keep_days)
     events = None
     # A page showing an earlier attempt shows what was: it does not follow the build.
     if not Status(build.status).finished and not any(job.earlier for job in jobs):

@@ -90,7 +90,10 @@ def job_json(job: Job, base_url: str, repo: Repo, build: Build) -> dict[str, Any
         "created_at": iso(job.created_at), "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "duration_seconds": seconds_between(job.started_at, job.finished_at),
+        "pruned_at": iso(job.pruned_at),
         "log_url": f"{page}/log.txt", "events_url": f"{page}/events",
+        "artifacts_url": f"{base_url}/api/repos/{repo.full_name}/builds/{build.number}"
+                         f"/jobs/{job.number}/artifacts",
         "steps": [step_json(step) for step in job.steps],
         "attempts": [attempt_json(attempt, page) for attempt in store.list_attempts(job)],
     }

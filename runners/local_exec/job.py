@@ -4,6 +4,7 @@
 to a server's build replaced: the code is the checkout copied from disk instead of a
 commit cloned (:mod:`runners.local_exec.tree`), the pipeline is the one already read and
 linted, and no build cache is restored or saved (the cache belongs to a runner host).
+Artifacts are copied into a folder of this machine when one is given, else not kept.
 Steps, services, ``when``, secrets, timeouts, limits, the Docker executor and its
 confinement (the job's firewalled network included) are the runner's, unchanged.
 """
@@ -19,6 +20,7 @@ from ci.pipeline.config import Pipeline
 from ci.pipeline.spec import JobSpec
 from ci.pipeline.status import Status
 from runners import worker
+from runners.artifacts import Destination
 from runners.checkout import CheckoutError
 from runners.docker_executor import LABEL_INSTANCE
 from runners.local_exec.tree import WorkingTree
@@ -40,8 +42,10 @@ class LocalJobRun(JobRun):
     """One matrix cell of a local pipeline, run to its end by :meth:`JobRun.run`."""
 
     def __init__(self, spec: JobSpec, settings: RunnerSettings, reporter: Reporter,
-                 tree: WorkingTree, pipeline: Pipeline, secret_values: dict[str, str]) -> None:
-        super().__init__(spec, settings, reporter, worker.make_executor(), secret_values)
+                 tree: WorkingTree, pipeline: Pipeline, secret_values: dict[str, str],
+                 kept_files: Destination | None = None) -> None:
+        super().__init__(spec, settings, reporter, worker.make_executor(), secret_values,
+                         kept_files=kept_files)
         self.tree = tree
         self.pipeline = pipeline
         self.labels.update({LABEL_INSTANCE: EXEC_INSTANCE, LABEL_EXEC: str(tree.root)})

@@ -9,6 +9,7 @@ containers and network are removed) and starts no other.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import signal
 import tempfile
@@ -26,6 +27,7 @@ from ci.pipeline.durations import human_duration
 from ci.pipeline.spec import JobSpec, Limits
 from ci.pipeline.status import Status, worst
 from runners import job_network
+from runners.artifacts import FolderDestination
 from runners.local_exec.job import EXEC_JOB_ID, LocalJobRun
 from runners.local_exec.plan import Plan
 from runners.local_exec.terminal import STATUS_STYLES, Terminal, TerminalReporter
@@ -83,8 +85,11 @@ class LocalPipeline:
     come from, and the terminal it reports to."""
 
     def __init__(self, tree: WorkingTree, plan: Plan, defaults: JobDefaults,
-                 settings: RunnerSettings, terminal: Terminal) -> None:
+                 settings: RunnerSettings, terminal: Terminal,
+                 artifacts_dir: Path | None = None) -> None:
         self.tree = tree
+        #: Where the jobs' artifacts are copied (``--artifacts``); None: not kept.
+        self.artifacts_dir = artifacts_dir
         self.plan = plan
         self.defaults = defaults
         self.settings = settings
@@ -142,13 +147,23 @@ class LocalPipeline:
         self._current = reporter
         try:
             status = Status(LocalJobRun(self._spec(cell), settings, reporter, self.tree,
-                                        self.plan.pipeline, self.plan.secrets).run())
+                                        self.plan.pipeline, self.plan.secrets,
+                                        self._kept_files(cell)).run())
         finally:
             self._current = None
         took = time.monotonic() - started
         self.terminal.line(f"=== {title} {status} in {human_duration(took)} ===",
                            *STATUS_STYLES[status])
         return JobResult(cell, status, took, allowed, reporter.error)
+
+    def _kept_files(self, cell: dict[str, str]) -> FolderDestination | None:
+        """Where a job's artifacts go: the ``--artifacts`` folder, in a folder named after
+        the job's cell when the plan has several (``PYTHON=3.12_DB=sqlite``)."""
+        if self.artifacts_dir is None:
+            return None
+        if len(self.plan.cells) == 1:
+            return FolderDestination(self.artifacts_dir)
+        return FolderDestination(self.artifacts_dir / re.sub(r"[^\w.=-]+", "_", cell_name(cell)))
 
     def _spec(self, cell: dict[str, str]) -> JobSpec:
         """The job as a runner would receive it, with what a local run can say of itself."""
