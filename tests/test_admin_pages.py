@@ -307,6 +307,46 @@ def test_the_forge_token_is_set_and_cleared_but_never_shown(writer_client, sessi
     assert "Forge token removed" in text(writer_client.get("/octo/project/settings"))
 
 
+def test_notifications_are_set_from_the_page_and_hook_secrets_shown_once(
+        writer_client, session, app):
+    settings_page = "/octo/project/settings"
+    assert "Nobody is mailed yet." in text(writer_client.get(settings_page))
+    refused = post_form(writer_client, f"{settings_page}/notifications/emails",
+                        address="not-an-address")
+    assert refused.status_code == 400
+    assert "'not-an-address' is not an e-mail address" in text(refused)
+    assert 'value="not-an-address"' in text(refused)
+    added = post_form(writer_client, f"{settings_page}/notifications/emails",
+                      address="team@example.com")
+    page = text(writer_client.get(added.location))
+    assert "team@example.com is mailed when a build fails or is fixed." in page
+    assert store.notification_emails(session, fresh(session)) == ["team@example.com"]
+
+    made = post_form(writer_client, f"{settings_page}/notifications/hooks",
+                     url="https://chat.example.com/hooks/1", events="failure", secret="")
+    page = text(writer_client.get(made.location))
+    secret = re.search(r"signed with the secret ([0-9a-f]{40}) \(shown only now\)", page).group(1)
+    [hook] = store.notification_hooks(session, fresh(session))
+    assert (hook.url, hook.events) == ("https://chat.example.com/hooks/1", "failure")
+    key = repo_secrets.key(app.extensions["slipway"].settings)
+    assert crypto.decrypt(key, hook.secret) == secret
+    assert secret not in text(writer_client.get(settings_page))
+    typed = "typed-secret-4321"
+    refused = post_form(writer_client, f"{settings_page}/notifications/hooks",
+                        url="ftp://files.example.com", events="always", secret=typed)
+    assert refused.status_code == 400 and "is not a hook URL" in text(refused)
+    assert typed not in text(refused) and "paste it again" in text(refused)
+
+    removed = post_form(writer_client, f"{settings_page}/notifications/hooks/{hook.id}/remove")
+    page = text(writer_client.get(removed.location))
+    assert f"Hook {hook.id} removed." in page and "No webhooks yet." in page
+    removed = post_form(writer_client, f"{settings_page}/notifications/emails/remove",
+                        address="team@example.com")
+    page = text(writer_client.get(removed.location))
+    assert "team@example.com is no longer mailed." in page and "Nobody is mailed yet." in page
+    assert store.notification_hooks(session, fresh(session)) == []
+
+
 # Users and grants --------------------------------------------------------------------------
 
 def test_users_and_grants_from_the_page(admin_client, session, registered, app):

@@ -271,8 +271,8 @@ def test_recorders_prune_one_at_a_time(builds, session, resources, redis_client)
     assert thread is not None and second.tick() is None
     thread.join(timeout=60)
     assert pruned_ids(session) == {old.build_id}
-    assert redis_client.get(retention.PRUNE_LOCK) == b"recorder-a"
-    assert 0 < redis_client.ttl(retention.PRUNE_LOCK) <= settings.prune_interval_seconds
+    assert redis_client.get(keys.PRUNE_LOCK) == b"recorder-a"
+    assert 0 < redis_client.ttl(keys.PRUNE_LOCK) <= settings.prune_interval_seconds
     assert first.tick() is None  # not due again before the interval
 
 

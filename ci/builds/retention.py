@@ -30,6 +30,7 @@ from redis import Redis
 from ci import store
 from ci.artifacts import remove_job_artifacts
 from ci.logs import storage
+from ci.pipeline import keys
 from ci.settings import Settings, check_retention
 from ci.store import Session, Sessions, pruning
 from ci.store.models import Build, Job, utcnow
@@ -38,9 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Builds looked at per batch: each batch's transaction stays short.
 BATCH_SIZE = 200
-#: The Redis key a recorder sets (to its name) when it starts a pass; it expires after
-#: the pruning interval, so of several recorders one prunes per interval.
-PRUNE_LOCK = "slipway:prune-lock"
 
 #: A query of ``ci.store.pruning`` naming candidates: (session, cutoff, after id, limit).
 Finder = Callable[[Session, datetime, int, int], list[pruning.Candidate]]
@@ -202,8 +200,9 @@ def _gone(build: pruning.Candidate) -> Gone:
 
 class PeriodicPruning:
     """A recorder's share of pruning: a pass every ``prune_interval_seconds`` by whichever
-    recorder first takes :data:`PRUNE_LOCK` (``SET NX EX``), in a thread of its own, so that
-    a long first pass over years of builds never holds up the recording of events."""
+    recorder first takes :data:`~ci.pipeline.keys.PRUNE_LOCK` (``SET NX EX``), in a thread
+    of its own, so that a long first pass over years of builds never holds up the recording
+    of events."""
 
     def __init__(self, sessions: Sessions, redis: Redis, settings: Settings,
                  holder: str) -> None:
@@ -222,7 +221,7 @@ class PeriodicPruning:
         if busy or not self.settings.keep_days or time.monotonic() - self._last < interval:
             return None
         self._last = time.monotonic()
-        if not self.redis.set(PRUNE_LOCK, self.holder, nx=True, ex=interval):
+        if not self.redis.set(keys.PRUNE_LOCK, self.holder, nx=True, ex=interval):
             return None
         self._thread = threading.Thread(target=self._run, name="slipway-prune", daemon=True)
         self._thread.start()

@@ -150,3 +150,7 @@ def metrics_histogram(name: str) -> str:
     """A histogram of ``/metrics`` kept in Redis (a hash: bucket counts, sum, count), so
     that every web worker and host adds to, and answers with, the same series."""
     return f"slipway:metrics:{name}"
+
+#: Set (to its name, expiring after the pruning interval) by the recorder that starts a
+#: retention pass, so that of several recorders one prunes per interval.
+PRUNE_LOCK = "slipway:prune-lock"

@@ -1,15 +1,18 @@
 """A repository's settings page (its writers and admins): visibility and default branch,
-job limits (and how many jobs may run at once), build secrets, schedules, the forge token,
-and the webhook URL to give the forge.
+job limits (and how many jobs may run at once), build secrets, schedules, notifications,
+the forge token, and the webhook URL to give the forge.
 
 Each part is a form of its own that calls what the CLI calls (``store.update_repo``,
 ``ci.accounts.job_limits``, ``ci.accounts.repo_secrets``, ``ci.builds.schedules``,
-``ci.forges.statuses``), so both behave the same. A change goes back to the page with a
-message; a refusal shows the page again with what was sent and why. Secret values and the
-forge token are write-only: no page shows them, not even the one that refuses them.
+``ci.notifications.config``, ``ci.forges.statuses``), so both behave the same. A change
+goes back to the page with a message; a refusal shows the page again with what was sent
+and why. Secret values, hook secrets and the forge token are write-only: no page shows
+them, not even the one that refuses them (a hook secret made here is shown once).
 """
 
 from __future__ import annotations
+
+import secrets
 
 from flask import Blueprint, Response, flash, make_response, redirect, render_template, request
 from flask import url_for
@@ -18,6 +21,8 @@ from ci import store
 from ci.accounts import job_limits, repo_secrets
 from ci.builds import cron, fair_queue, schedules
 from ci.forges import statuses
+from ci.notifications import config as notifications
+from ci.notifications.outcome import ALWAYS, HOOK_EVENTS
 from ci.pipeline.spec import Limits
 from ci.store.models import Repo, utcnow
 from ci.views.admin_access import readable_repo_for_writer, writable_repo_for_writer
@@ -52,6 +57,8 @@ def _page(repo: Repo, status: int = 200, section: str | None = None, error: str 
         "schedule": {"branch": repo.default_branch, "expression": "",
                      "time_zone": cron.DEFAULT_TIME_ZONE},
         "forge": {"api_url": repo.api_url or ""},
+        "email": {"address": ""},
+        "hook": {"url": "", "events": ALWAYS},
     }
     if section is not None:
         shown[section] = {**shown[section], **(sent or {})}
@@ -60,6 +67,9 @@ def _page(repo: Repo, status: int = 200, section: str | None = None, error: str 
         defaults=settings().limits, maxima=settings().max_limits, secrets=repo.secrets,
         max_jobs=settings().max_jobs_per_repo,
         schedules=store.list_schedules(session(), repo), shown_time=cron.shown,
+        emails=store.notification_emails(session(), repo),
+        hooks=store.notification_hooks(session(), repo), hook_events=HOOK_EVENTS,
+        mail_ready=bool(settings().smtp_url),
         token_set=bool(repo.forge_token), statuses_missing=statuses.missing_access(repo),
         hook_url=webhook_url(repo.forge)), status)
     response.headers["Cache-Control"] = "no-store"
@@ -193,6 +203,64 @@ def remove_schedule(owner: str, name: str, schedule_id: int) -> Response:
         flash(f"Schedule {schedule_id} removed; its builds stay.")
     else:
         flash(f"{repo.full_name} has no schedule {schedule_id}; nothing was removed.", "error")
+    return redirect(_page_url(repo))
+
+
+@bp.post(PAGE + "/notifications/emails")
+def add_email(owner: str, name: str) -> Response:
+    repo = _writable(owner, name)
+    address = request.form.get("address", "").strip()
+    try:
+        notifications.change_emails(write_session(), repo, [address], [])
+    except store.StoreError as exc:
+        write_session().rollback()
+        return _page(repo, 400, "email", str(exc), {"address": address})
+    flash(f"{address} is mailed when a build fails or is fixed.")
+    return redirect(_page_url(repo))
+
+
+@bp.post(PAGE + "/notifications/emails/remove")
+def remove_email(owner: str, name: str) -> Response:
+    repo = _writable(owner, name)
+    address = request.form.get("address", "").strip()
+    try:
+        notifications.change_emails(write_session(), repo, [], [address])
+    except store.StoreError as exc:
+        write_session().rollback()
+        flash(f"{exc}; nothing was removed.", "error")
+        return redirect(_page_url(repo))
+    flash(f"{address} is no longer mailed.")
+    return redirect(_page_url(repo))
+
+
+@bp.post(PAGE + "/notifications/hooks")
+def add_hook(owner: str, name: str) -> Response:
+    """A hook's secret may be typed in (one the receiver already has) or made here; a made
+    one is shown once, in the message after the redirect, like the CLI shows it once."""
+    repo = _writable(owner, name)
+    url = request.form.get("url", "").strip()
+    events = request.form.get("events", ALWAYS)
+    typed = request.form.get("secret", "").strip()
+    secret = typed or secrets.token_hex(20)
+    try:
+        hook = notifications.add_hook(write_session(), settings(), repo, url, secret, events)
+    except store.StoreError as exc:
+        write_session().rollback()
+        note = f" {NOT_KEPT}" if typed else ""
+        return _page(repo, 400, "hook", f"{exc}.{note}", {"url": url, "events": events})
+    shown = "the secret you gave" if typed else f"the secret {secret} (shown only now)"
+    flash(f"Hook {hook.id} added: {events} builds are posted to {hook.url}, signed with "
+          f"{shown}.")
+    return redirect(_page_url(repo))
+
+
+@bp.post(PAGE + "/notifications/hooks/<int:hook_id>/remove")
+def remove_hook(owner: str, name: str, hook_id: int) -> Response:
+    repo = _writable(owner, name)
+    if store.remove_notification_hook(write_session(), repo, hook_id):
+        flash(f"Hook {hook_id} removed.")
+    else:
+        flash(f"{repo.full_name} has no hook {hook_id}; nothing was removed.", "error")
     return redirect(_page_url(repo))
 
 

@@ -1,0 +1,52 @@
+"""The badge, as READMEs and image proxies fetch it: plain GETs, and revalidations with
+``If-None-Match`` that should cost a 304 and little else, against the server floor's GET.
+"""
+
+from __future__ import annotations
+
+from tests.bench import floors
+from tests.bench.client import raw_request, rate_rounds
+from tests.bench.common import BenchError
+from tests.bench.context import Context, Result
+from tests.bench.procstat import CpuMeter, describe
+from tests.bench.table import Figure, Target, median
+
+GET_TARGET = 0.7
+NOT_MODIFIED_TARGET = 0.8
+
+
+def measure(ctx: Context, result: Result) -> None:
+    """GET rounds, then conditional-GET rounds, on the queued stack (one build at least)."""
+    stack = ctx.stack("queued")
+    stack.push()
+    floor = floors.servers(ctx)
+    url = stack.base + floors.BADGE_PATH
+    etag = stack.http.get(url, timeout=10).headers.get("ETag")
+    if not etag:
+        raise BenchError("the badge carries no ETag")
+    port, path = stack.port, floors.BADGE_PATH
+    sent = floors.REQUESTS * floors.ROUNDS + floors.WARM_UP
+    for label, headers, status, target in (
+            ("badge: GET answered 200", {}, 200, GET_TARGET),
+            ("badge: If-None-Match answered 304", {"If-None-Match": etag}, 304,
+             NOT_MODIFIED_TARGET)):
+        meter = CpuMeter(stack.processes.sessions())
+        request = raw_request(port, "GET", path, headers=headers)
+        rates, lost = rate_rounds(port, lambda _label: [request] * floors.REQUESTS,
+                                  floors.ROUNDS, floors.CLIENTS, status, floors.WARM_UP)
+        result.figures += [
+            Figure(f"{label}, 8 clients", "req/s", rates, Target(">=", target, of_floor=True),
+                   median(floor.get)),
+            Figure(f"{label}: other answers", "count", lost, Target("<=", 0), worst=True),
+        ]
+        result.breakdown.append(f"{label}: " + describe(meter.spent(), sent, "request")
+                                + f" (floor: web {floor.get_cpu_ms:.2f})")
+    stack.processes.check()
+
+
+METHOD = f"""\
+- **badge**: on the ingest's SQLite stack (its builds queued), `GET {floors.BADGE_PATH}`
+  sent exactly as the server floor's GETs: {floors.ROUNDS} rounds of {floors.REQUESTS}
+  after a warm-up, {floors.CLIENTS} at a time; then the same with `If-None-Match` set to
+  the badge's ETag, counting 304 answers.
+"""
