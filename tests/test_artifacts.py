@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from ci import store
+from ci.cli.main import main
 from ci.artifacts import ArtifactError, LocalArtifactStore, remove_job_artifacts
 from ci.builds.recorder import Recorder
 from ci.pipeline import keys
@@ -333,6 +335,19 @@ def test_the_recorder_stores_what_the_runner_kept_and_the_api_serves_it(
     assert recorder.drain() == 1
     session.rollback()
     assert [row.id for row in store.job_artifacts(session, job.id, 1)] == [row.id for row in rows]
+
+    listed = CliRunner().invoke(main, ["artifacts", "octo/project", "1"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines() == [
+        f"job 1\t{len(WHEEL)}\t{sha(WHEEL)}\tdist/app.whl",
+        f"job 1\t{len(REPORT)}\t{sha(REPORT)}\treports/a.xml"]
+    copied = CliRunner().invoke(main, ["artifacts", "octo/project", "1", "--into",
+                                       str(tmp_path / "out")])
+    assert copied.exit_code == 0, copied.output
+    assert (tmp_path / "out" / "1" / "dist" / "app.whl").read_bytes() == WHEEL
+    missing = CliRunner().invoke(main, ["artifacts", "octo/project", "1", "--job", "2"])
+    assert missing.exit_code == 1
+    assert "build #1 of octo/project has no job 2; it has 1" in missing.output
 
 
 def test_a_private_repository_keeps_its_files_from_strangers(

@@ -9,6 +9,7 @@ import html
 import re
 
 import pytest
+from click.testing import CliRunner
 from rq import Queue
 from rq.job import Job as RQJob
 from sqlalchemy import select
@@ -18,6 +19,7 @@ from ci.accounts import job_limits
 from ci.builds import dispatch
 from ci.builds import service as build_service
 from ci.builds.recorder import Recorder
+from ci.cli.main import main
 from ci.pipeline import fair_queue, keys
 from ci.pipeline.status import Status
 from ci.settings import SettingsError, load_settings
@@ -270,6 +272,15 @@ def test_the_queue_page_and_api_say_who_waits_and_why(client, registered, others
     admin = other_client.get(
         "/api/queue", headers=token_headers(session, store.get_user(session, "ada")))
     assert admin.get_json()["redis_holds"] == 4
+
+    told = CliRunner().invoke(main, ["queue"])
+    assert told.exit_code == 0, told.output
+    assert told.output.splitlines() == [
+        "octo/other\trunning 0\twaiting 2\tat once no limit\tnext in line for a runner",
+        "octo/third\trunning 0\twaiting 1\tat once no limit\t"
+        "waiting its turn behind 1 other repository",
+        "octo/project\trunning 2\twaiting 1\tat once 2\tat its limit of 2 jobs at once",
+        "Redis holds 4 jobs for the runners"]
 
 
 def test_the_limit_is_set_within_the_maximum(cli, git_repo, redis_client, monkeypatch):

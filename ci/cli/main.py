@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import click
 from redis import Redis
 
-from ci.cli import exec_command, notifications, prune, repos, schedules, users
+from ci.cli import (artifacts, exec_command, notifications, prune, queue, repos, schedules,
+                    users)
 from ci.forges import FORGES
 from ci.redis_client import connect
 from ci.settings import Settings, SettingsError, load_settings
@@ -429,6 +430,8 @@ repo.add_command(users.repo_revoke)
 main.add_command(schedules.cron_group)
 main.add_command(notifications.notify_group)
 main.add_command(prune.prune)
+main.add_command(artifacts.artifacts)
+main.add_command(queue.queue)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ REQUESTS = 60
 P95_TARGET_MS = 20
 SLOWDOWN_TARGET = 1.5
 BATCH = 5_000
+#: How long the stack is watched doing nothing, to tell its background work from pages'.
+IDLE_SECONDS = 3
 PAGES = {
     "repository page": f"/{REPO}",
     "build JSON": f"/api/repos/{REPO}/builds/{{number}}",
@@ -126,6 +128,11 @@ def measure(ctx: Context, result: Result) -> None:
     seeded = time.perf_counter() - began
     result.breakdown.append(f"seeding {BUILDS:,} builds, jobs and steps took {seeded:.1f} s "
                             "(untimed)")
+    meter = CpuMeter(stack.processes.sessions())
+    time.sleep(IDLE_SECONDS)
+    idle = {name: seconds / IDLE_SECONDS * 100 for name, seconds in meter.spent().items()}
+    result.breakdown.append(f"idle, {BUILDS:,} builds, no request: % of a CPU: " + ", ".join(
+        f"{name} {share:.0f}" for name, share in sorted(idle.items(), key=lambda kv: -kv[1])))
     large = measure_all(stack, OWN_BUILDS // 2, result.breakdown)
     stack.processes.check()
     for name in PAGES:
@@ -149,5 +156,6 @@ METHOD = f"""\
   `{PAGES['builds list']}` (its first page). Then {REPOS - 1:,} more repositories and
   builds up to {BUILDS:,} in all ({OWN_BUILDS:,} of them `{REPO}`'s, the rest spread over
   the others) are added and the same rounds repeated. The "vs" row holds the large
-  database's p95 against the small one's median p95 as its floor.
+  database's p95 against the small one's median p95 as its floor. For the breakdown, the
+  stack's CPU is also read over {IDLE_SECONDS} s without any request.
 """

@@ -28,9 +28,9 @@ from rq import Worker
 from ci.pipeline import keys
 from runners.docker_executor import LABEL, LABEL_INSTANCE
 from runners.settings import RunnerSettings
-from tests.bench.common import (BIN, BUILD_SECONDS, REPO, ROOT, SECRET, START_SECONDS,
-                                BenchError, TinyRepo, environment, free_port, procfile,
-                                push_webhook, run, wait_until)
+from tests.bench.common import (BIN, BUILD_SECONDS, PYTEST_CONFIG, REPO, ROOT, SECRET,
+                                START_SECONDS, BenchError, TinyRepo, environment, free_port,
+                                procfile, push_webhook, run, wait_until)
 
 POLL_SECONDS = 0.01
 EXCEPTION = re.compile(r"^(?:\w+\.)*(\w+(?:Error|Exception)): ", re.MULTILINE)
@@ -204,7 +204,9 @@ class Stack:
         return response.json()
 
     def push(self, files: dict[str, str] | None = None) -> tuple[int, float, float]:
-        """Commit, send its webhook; (build number, time sent, time of the 202)."""
+        """Commit ``files`` (the trivial pipeline unless they hold a ``.slipway.yml``), send
+        its webhook; (build number, time sent, time of the 202)."""
+        files = {".slipway.yml": PYTEST_CONFIG, **(files or {})}
         body, headers = push_webhook(self.repo.commit(files), f"bench {self.repo.commits}")
         sent = time.time()
         response = self.http.post(f"{self.base}/hooks/github", data=body, headers=headers,
