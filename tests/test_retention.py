@@ -350,6 +350,7 @@ def test_the_page_of_a_pruned_job_in_a_browser(server, page, pruned_job, screens
     assert notice.is_visible()
     assert notice.inner_text().startswith("This log was removed on ")
     assert page.locator("#job-1-step-0 summary").is_visible()  # the steps and their states
+    assert page.locator("#log-tools").is_hidden()  # no log left to search
     shot(page, screenshots, "pruned-log")
 
 

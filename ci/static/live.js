@@ -563,7 +563,9 @@
     var step = /^(j\d+\.s\d+)\.status$/.exec(element.dataset.field);
     if (step) seen[step[1]] = element.textContent;
   });
-  tools.hidden = false;
+  // Nothing to search when retention removed every job's log.
+  var removed = document.querySelectorAll(".log-removed").length;
+  tools.hidden = removed > 0 && removed === document.querySelectorAll("section.job").length;
   try {
     timesBox.checked = localStorage.getItem("slipway-log-times") === "1";
   } catch (ignored) { /* storage off */ }
