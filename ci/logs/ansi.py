@@ -15,6 +15,7 @@ log page is not a terminal.
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from html import escape
 
 _COLOR_NAMES = ("black", "red", "green", "yellow", "blue", "magenta", "cyan", "white")
@@ -130,7 +131,7 @@ class AnsiToHtml:
             text = _CONTROL.sub("", text.replace("\r\n", "\n"))
             if not text:
                 continue
-            wanted = self._style.open_tag()
+            wanted = _open_tag(self._style)
             for number, line in enumerate(text.split("\n")):
                 if number:
                     if tag:
@@ -180,11 +181,20 @@ def _split(data: str, final: bool) -> tuple[list[tuple[str, str | None]], str]:
     return pieces, ""
 
 
+@lru_cache(maxsize=1024)
+def _open_tag(style: _Style) -> str:
+    """:meth:`_Style.open_tag`, remembered: a log uses a handful of styles, line after line."""
+    return style.open_tag()
+
+
+@lru_cache(maxsize=4096)
 def _apply_sgr(style: _Style, params: str) -> _Style:
     """Return ``style`` changed by one SGR sequence's parameters.
 
     Parameters a page cannot show (blink, inverse, fonts) are ignored, as is a
-    malformed extended colour, rather than guessing.
+    malformed extended colour, rather than guessing. Remembered (styles are immutable,
+    and a log repeats the same few sequences on every line, as test runners colour
+    each result): building a style anew for each costs more than the rest of a line.
     """
     codes = params.split(";")
     i = 0

@@ -17,9 +17,9 @@ from redis import Redis
 
 from ci import store
 from ci.builds import retention
-from ci.logs import multiplex, storage
+from ci.logs import multiplex, rendered, storage
 from ci.logs.multiplex import Position
-from ci.logs.render import COMPLETE, SETUP, Section, job_log
+from ci.logs.render import COMPLETE, SETUP, JobLog, Section, job_log
 from ci.pipeline.status import Status
 from ci.store.history import Attempt, AttemptStep
 from ci.store.models import Build, Job, Step
@@ -68,22 +68,36 @@ def shown_jobs(redis: Redis, log_dir: Path, build: Build, earlier: dict[int, int
         attempt = next((a for a in attempts if a.number == wanted and not a.current), None)
         removed = retention.removal_notice(job, build, keep_days)
         if attempt is None:
-            entries = storage.read_all(redis, log_dir, job)
             status, job_steps = Status(job.status), list(job.steps)
         else:
-            entries = storage.read_attempt(log_dir, job.id, attempt.number) or []
             status, job_steps = attempt.status, list(attempt.steps)
-        if removed:  # the live stream of a log just removed may linger in Redis a while
-            entries = []
-        log = job_log(entries, [step.name for step in job_steps])
+        log, last = _log_of(redis, log_dir, job, attempt, [step.name for step in job_steps],
+                            bool(removed))
         steps = {step.number - 1: step for step in job_steps}
         sections = [ShownSection(section, steps.get(section.step),
                                  _open(status, section, steps, log.begun),
                                  f"job-{job.number}-step-{section.key}")
                     for section in log.sections]
-        position = Position(job.attempt, entries[-1].id if entries else multiplex.START)
+        position = Position(job.attempt, last or multiplex.START)
         shown.append(ShownJob(job, sections, log.begun, position, attempts, attempt, removed))
     return shown
+
+
+def _log_of(redis: Redis, log_dir: Path, job: Job, attempt: Attempt | None,
+            planned: list[str], removed: bool) -> tuple[JobLog, str | None]:
+    """The log shown for ``job`` (or its earlier ``attempt``) and its last entry's id; a
+    finished job's archived log comes rendered from :mod:`ci.logs.rendered`."""
+    if removed:  # the live stream of a log just removed may linger in Redis a while
+        return job_log([], planned), None
+    if attempt is None and job.log_archived:
+        cached = rendered.archived_log(log_dir, job.id, planned)
+        if cached is not None:
+            return cached
+    if attempt is None:
+        entries = storage.read_all(redis, log_dir, job)
+    else:
+        entries = storage.read_attempt(log_dir, job.id, attempt.number) or []
+    return job_log(entries, planned), entries[-1].id if entries else None
 
 
 def cursor(jobs: list[ShownJob]) -> str:

@@ -39,8 +39,11 @@ def measure(ctx: Context, result: Result) -> None:
                    median(floor.get)),
             Figure(f"{label}: other answers", "count", lost, Target("<=", 0), worst=True),
         ]
-        result.breakdown.append(f"{label}: " + describe(meter.spent(), sent, "request")
-                                + f" (floor: web {floor.get_cpu_ms:.2f})")
+        spent = meter.spent()
+        result.breakdown.append(
+            f"{label}: " + describe(spent, sent, "request") + f"; the web's is "
+            f"{spent['web'] * 1000 / sent / floor.get_cpu_ms:.1f}x the floor's "
+            f"{floor.get_cpu_ms:.2f} ms")
     stack.processes.check()
 
 

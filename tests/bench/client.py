@@ -37,8 +37,13 @@ class Exchange:
 
     def status(self) -> int:
         """The response's status code; 0 when the server closed without one."""
-        parts = bytes(self.received[:16]).split(b" ")
-        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        return status_of(bytes(self.received))
+
+
+def status_of(response: bytes) -> int:
+    """The status code of a response's bytes; 0 when there is none."""
+    parts = response[:16].split(b" ")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
 
 
 def connect(port: int) -> socket.socket:
@@ -197,7 +202,5 @@ def timed_get(port: int, path: str, headers: dict[str, str]) -> tuple[int, int, 
         while chunk := connection.recv(262144):
             received += chunk
     elapsed = time.perf_counter() - began
-    exchange = Exchange(b"")
-    exchange.received = received
-    head, _separator, body = bytes(received).partition(b"\r\n\r\n")
-    return exchange.status(), len(body), elapsed
+    _head, _separator, body = bytes(received).partition(b"\r\n\r\n")
+    return status_of(bytes(received)), len(body), elapsed

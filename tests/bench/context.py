@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar, cast
 
 from tests.bench.common import TinyRepo
 from tests.bench.stack import Stack
 from tests.bench.table import Figure
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,11 +41,11 @@ class Context:
         self._stack: tuple[str, Stack] | None = None
         self._stacks = 0
 
-    def once(self, name: str, measure: Callable[[Context], object]) -> object:
+    def once(self, name: str, measure: Callable[[Context], T]) -> T:
         """``measure(self)`` the first time ``name`` is asked for; its result after."""
         if name not in self._cached:
             self._cached[name] = measure(self)
-        return self._cached[name]
+        return cast(T, self._cached[name])
 
     def stack(self, kind: str, runners: int = 0, database_url: str = "") -> Stack:
         """The running stack if it is of ``kind``; else a fresh one, the other stopped."""

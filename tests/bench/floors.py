@@ -138,12 +138,12 @@ def build_floor(ctx: Context) -> BuildFloor:
 
 def servers(ctx: Context) -> ServerFloor:
     """The server floor, measured once per run."""
-    return ctx.once("server floor", server_floor)  # type: ignore[return-value]
+    return ctx.once("server floor", server_floor)
 
 
 def builds(ctx: Context) -> BuildFloor:
     """The build floor, measured once per run."""
-    return ctx.once("build floor", build_floor)  # type: ignore[return-value]
+    return ctx.once("build floor", build_floor)
 
 
 def measure(ctx: Context, result: Result) -> None:

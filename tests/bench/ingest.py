@@ -57,7 +57,8 @@ def ingest(stack: Stack, database: str, ctx: Context, result: Result) -> None:
     in_view = (view_after[0] - view_before[0]) / timed * 1000 if timed else 0.0
     result.breakdown += [
         f"ingest on {database}: " + describe(spent, sent, "webhook")
-        + f" (floor: web {floor.post_cpu_ms:.2f})",
+        + f"; the web's is {spent['web'] * 1000 / sent / floor.post_cpu_ms:.1f}x the "
+        f"floor's {floor.post_cpu_ms:.2f} ms",
         f"ingest on {database}: the webhook view's own timing (from its first hook to the "
         f"answer, wall clock, {floors.CLIENTS} at a time on the web workers): {in_view:.1f} ms "
         f"mean over {timed} webhooks",

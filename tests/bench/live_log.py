@@ -139,10 +139,11 @@ METHOD = f"""\
   `/{REPO}/builds/N/jobs/1/events` (the job's SSE stream), each on its own socket, all
   held by the bench's one thread with a selector (its open files limit raised to the
   hard limit with `resource.setrlimit`, which the stack's processes inherit); the round
-  fails if any viewer was not connected before the first line. Each `out` event's
-  escaped HTML is turned back into text and reassembled into lines; lag = arrival of a
-  line's last piece - the time it carries. A round's figures: the median and the max
+  fails if any viewer was not connected before the first line. A viewer whose stream the
+  server closes before the job's `end` event misses the lines it did not get. Each
+  `out` event's escaped HTML is turned back into text and reassembled into lines; lag =
+  arrival of a line's last piece - the time it carries. A round's figures: the median and the max
   over all viewers' lines, and the lines missing (viewers x {TICKS} - lines received).
-  RSS: the sum of `VmRSS` (from `/proc/<pid>/stat`) of the gunicorn workers (the
-  master left out) once every viewer is connected.
+  RSS: the sum of the resident sizes (`rss` of `/proc/<pid>/stat` x the page size) of
+  the gunicorn workers (the master left out) once every viewer is connected.
 """

@@ -94,6 +94,8 @@ class CpuMeter:
 
 def describe(spent: dict[str, float], per: int, unit: str) -> str:
     """CPU spent, as milliseconds per ``unit`` for each process, busiest first."""
-    parts = [f"{name} {seconds * 1000 / per:.2f}"
-             for name, seconds in sorted(spent.items(), key=lambda item: -item[1])]
+    parts = [f"{name} {milliseconds:.2f}" if milliseconds < 10 else f"{name} {milliseconds:.0f}"
+             for name, milliseconds in sorted(((name, seconds * 1000 / per)
+                                               for name, seconds in spent.items()),
+                                              key=lambda item: -item[1])]
     return f"CPU ms per {unit}: " + ", ".join(parts)
