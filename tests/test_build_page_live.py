@@ -24,8 +24,9 @@ from ci.logs.render import job_log
 from ci.pipeline import keys
 from ci.pipeline.logformat import END, INFO, OUT, STEP, LogEntry
 from ci.pipeline.spec import EventType, JobSpec
-from ci.views import build_events
+from ci.views import build_events, build_log
 from runners.publisher import Publisher
+from tests.browser import shot
 from tests.conftest import add_user, post_hook, push_payload, sign_in, sse_events
 
 SHA = "e" * 40
@@ -337,6 +338,51 @@ def test_a_5000_line_log_costs_a_few_bytes_of_markup_per_line(client, matrix_bui
     markup = len(page) - sum(len(line) for line in text)
     assert page.count(b"<li>tests/test_module.py::test_case_4999 PASSED</ol>") == 1
     assert markup < 5000 * 6 + 20_000, markup
+
+
+def test_a_runaway_log_shows_its_last_lines_and_says_how_many_are_left_out(
+        client, matrix_build, redis_client, monkeypatch):
+    monkeypatch.setattr(build_log, "MAX_SHOWN_LINES", 100)
+    job = matrix_build.jobs[0]
+    with redis_client.pipeline() as pipe:
+        for step, lines in ((0, 80), (1, 70)):
+            pipe.xadd(keys.log_stream(job.id), LogEntry("", STEP, step, f"step {step}").to_fields())
+            pipe.xadd(keys.log_stream(job.id), LogEntry("", OUT, step, "".join(
+                f"line {step}.{number}\n" for number in range(lines))).to_fields())
+        pipe.execute()
+    page = unescape(client.get("/octo/project/builds/1").get_data(as_text=True))
+    first = page[page.index('id="job-1-step-0"'):page.index('id="job-1-step-1"')]
+    second = page[page.index('id="job-1-step-1"'):page.index('id="job-2"')]
+    assert "50 earlier lines of this section are not shown here" in " ".join(first.split())
+    assert first.count("<li") == 30 and '<ol start="51" data-hidden="50">' in first
+    assert "<li>line 0.50" in first and "line 0.49\n" not in first
+    assert "not shown here" not in second and second.count("<li") == 70
+    assert '<ol start="81">' in second  # the job's numbering goes on
+
+
+def test_a_live_page_keeps_only_a_runaway_jobs_last_lines(
+        server, page, screenshots, matrix_build, redis_client, monkeypatch):
+    monkeypatch.setattr(build_log, "MAX_SHOWN_LINES", 50)
+    publisher = runner(redis_client, matrix_build.jobs[0], ["early", "late"])
+    run_step(publisher, 0, "early", "".join(f"early {n}\n" for n in range(30)))
+    page.goto(f"{server}/octo/project/builds/1")
+    page.locator("#job-1-step-0 li").nth(29).wait_for(state="attached")
+    run_step(publisher, 1, "late", "".join(f"late {n}\n" for n in range(40)))
+    page.locator("#job-1-step-1 li", has_text="late 39").wait_for(state="attached")
+
+    assert page.locator("#job-1-log li").count() == 50  # "checking out", 9 early, 40 late
+    assert page.locator("#job-1-step-setup li").count() == 1
+    early = page.locator("#job-1-step-0")
+    assert early.locator("li").first.text_content() == "early 21"
+    assert early.locator("ol").get_attribute("data-hidden") == "21"
+    assert early.locator(".log-hidden").text_content() == (
+        "21 earlier lines of this section are not shown here: the raw log has them all.")
+    assert early.locator(".log-hidden a").get_attribute("href") == (
+        "/octo/project/builds/1/jobs/1/log.txt")
+    numbers = page.evaluate("[...document.querySelectorAll('#job-1-log ol')].map(o => o.start)")
+    assert numbers == [1, 23, 32]  # the job's numbering counts the lines left out
+    early.locator("summary").click()
+    shot(page, screenshots, "build-runaway-log")
 
 
 # The page's log: sections and lines ------------------------------------------------------

@@ -16,6 +16,8 @@
   var OPEN = ["running", "failed", "errored", "canceled"];
   var LINE_HASH = /^#(?:job-(\d+)-)?L(\d+)(?:-L(\d+))?$/;
   var JOB_SECTIONS = { setup: "Set up job", complete: "Complete job" };
+  // The most lines of one job the page keeps (ci/views/build_log.py MAX_SHOWN_LINES).
+  var MAX_SHOWN_LINES = Number(build.dataset.maxLines) || 10000;
   var skew = 0; // the server's clock minus this one
   var state = null;
   var seen = {}; // "j1.s2" -> the step's status that its section's folding followed
@@ -151,13 +153,48 @@
     lines.toggleAttribute("data-partial", !ended);
   }
 
-  // Each section's numbers start where the previous one's end (folded ones count too).
+  // Each section's numbers start where the previous one's end (folded ones count too, and
+  // so do the lines left out of the page).
   function renumber(log) {
     var count = 0;
     log.querySelectorAll("ol").forEach(function (lines) {
+      count += Number(lines.dataset.hidden || 0);
       lines.start = count + 1;
       count += lines.childElementCount;
     });
+  }
+
+  // A job keeps its last MAX_SHOWN_LINES lines on the page, as the server's page does: a
+  // runaway log must not make the page too big to scroll.
+  function trim(log) {
+    var lists = Array.prototype.slice.call(log.querySelectorAll("ol"));
+    var extra = lists.reduce(function (sum, lines) {
+      return sum + lines.childElementCount;
+    }, 0) - MAX_SHOWN_LINES;
+    lists.forEach(function (lines) {
+      var dropped = 0;
+      while (extra > 0 && lines.childElementCount > 1) {
+        lines.removeChild(lines.firstElementChild);
+        extra -= 1;
+        dropped += 1;
+      }
+      if (dropped) noteHidden(lines, Number(lines.dataset.hidden || 0) + dropped);
+    });
+  }
+
+  function noteHidden(lines, count) {
+    lines.dataset.hidden = count;
+    var note = lines.previousElementSibling;
+    if (!note || !note.classList.contains("log-hidden")) {
+      note = document.createElement("p");
+      note.className = "muted log-hidden";
+      lines.parentNode.insertBefore(note, lines);
+    }
+    var raw = lines.closest("section.job").querySelector("a.raw-log");
+    note.textContent = count.toLocaleString("en") + " earlier line" + (count === 1 ? "" : "s") +
+      " of this section are not shown here: the ";
+    if (raw) note.appendChild(raw.cloneNode(true));
+    note.appendChild(document.createTextNode(" has them all."));
   }
 
   function resetLog(log) {
@@ -178,6 +215,7 @@
       if (state) showJobs();
     }
     data.entries.forEach(function (entry) { addEntry(log, entry); });
+    trim(log);
     renumber(log);
     if (hashWaits) applyHash(true);
     if (searchInput.value) searchSoon();

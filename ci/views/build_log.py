@@ -5,12 +5,14 @@ Folding: a finished step that passed is folded; the running step is open, and so
 step that failed, errored or was canceled; "Set up job" is open until a step begins
 (or when the job ended before one did), "Complete job" unless the job passed. A finished
 build that failed names the section to scroll to: its first failing step. A job whose log
-retention removed says so, above its steps.
+retention removed says so, above its steps. A job's page shows its last
+:data:`MAX_SHOWN_LINES` lines at most: a runaway log would make a page no browser can
+scroll; the earlier ones are in the raw log, and each section says how many it leaves out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from redis import Redis
@@ -27,6 +29,8 @@ from ci.store.models import Build, Job, Step
 #: Step states whose section is open: where the job is, or where it went wrong.
 OPEN_STEP_STATES = {Status.RUNNING, Status.FAILED, Status.ERRORED, Status.CANCELED}
 FAILING = {Status.FAILED, Status.ERRORED}
+#: The most lines of one job a page shows (its last ones); about 800 KB of HTML.
+MAX_SHOWN_LINES = 10_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class ShownSection:
     step: Step | AttemptStep | None
     open: bool
     anchor: str
+    #: How many of the section's first lines the page leaves out (:data:`MAX_SHOWN_LINES`).
+    hidden_lines: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,8 @@ def shown_jobs(redis: Redis, log_dir: Path, build: Build, earlier: dict[int, int
         steps = {step.number - 1: step for step in job_steps}
         sections = [ShownSection(section, steps.get(section.step),
                                  _open(status, section, steps, log.begun),
-                                 f"job-{job.number}-step-{section.key}")
-                    for section in log.sections]
+                                 f"job-{job.number}-step-{section.key}", hidden)
+                    for section, hidden in _last_lines(log.sections, MAX_SHOWN_LINES)]
         position = Position(job.attempt, last or multiplex.START)
         shown.append(ShownJob(job, sections, log.begun, position, attempts, attempt, removed))
     return shown
@@ -98,6 +104,24 @@ def _log_of(redis: Redis, log_dir: Path, job: Job, attempt: Attempt | None,
     else:
         entries = storage.read_attempt(log_dir, job.id, attempt.number) or []
     return job_log(entries, planned), entries[-1].id if entries else None
+
+
+def _last_lines(sections: list[Section], most: int) -> list[tuple[Section, int]]:
+    """The sections with only the job's last ``most`` lines, each with how many of its
+    first lines were left out; copies, as the rendered log may be shared (cached)."""
+    if sum(len(section.lines) for section in sections) <= most:
+        return [(section, 0) for section in sections]
+    kept: list[tuple[Section, int]] = []
+    room = most
+    for section in reversed(sections):
+        shown = min(room, len(section.lines))
+        room -= shown
+        hidden = len(section.lines) - shown
+        if hidden:
+            section = replace(section, lines=section.lines[hidden:],
+                              first_line=section.first_line + hidden)
+        kept.append((section, hidden))
+    return kept[::-1]
 
 
 def cursor(jobs: list[ShownJob]) -> str:

@@ -83,6 +83,7 @@ def build_page(owner: str, name: str, number: int) -> Response:
                            favicons={status: asset_url(f"favicon-{status}.svg")
                                      for status in Status},
                            grid=present.job_grid(build.jobs),
+                           max_shown_lines=build_log.MAX_SHOWN_LINES,
                            can_write=access.can_write(session(), current_user(), repo))
     response = make_response(html)
     if Status(build.status).finished and all(job.log_archived for job in build.jobs):
