@@ -18,7 +18,7 @@ from tests.bench.table import Figure, Target, median
 from tests.deployment import Deployment, pipeline
 from tests.topology import TopologyError, unavailable
 
-BUILDS = 24
+BUILDS = 18
 ROUNDS = 3
 SLEEP = 2
 STEP = f"sleep {SLEEP}"
