@@ -360,6 +360,7 @@ def test_a_runaway_log_shows_its_last_lines_and_says_how_many_are_left_out(
     assert '<ol start="81">' in second  # the job's numbering goes on
 
 
+@pytest.mark.postgresql_only
 def test_a_live_page_keeps_only_a_runaway_jobs_last_lines(
         server, page, screenshots, matrix_build, redis_client, monkeypatch):
     monkeypatch.setattr(build_log, "MAX_SHOWN_LINES", 50)

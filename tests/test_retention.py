@@ -344,6 +344,7 @@ def test_the_pages_and_the_api_of_a_pruned_job_say_when_its_log_went(client, pru
     assert "event: log" not in stream
 
 
+@pytest.mark.postgresql_only
 def test_the_page_of_a_pruned_job_in_a_browser(server, page, pruned_job, screenshots):
     page.goto(f"{server}/octo/project/builds/1")
     notice = page.locator("#job-1-removed")
