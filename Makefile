@@ -23,9 +23,12 @@ run: venv
 	$(VENV)/bin/honcho start -f Procfile --port "$${PORT:-8000}"
 
 # The tests and the bench start Redis servers of their own; they need the Docker engine.
+# The tests run in TEST_WORKERS processes (pytest-xdist), a test file in one of them:
+# most of a test's time is spent waiting on containers, servers and the browser.
+TEST_WORKERS ?= 2
 test: venv postgresql chromium
 	$(SLIPWAY) bootstrap --without-redis
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Tests that touch SQL run on SQLite and on a PostgreSQL server the test session starts
 # itself (initdb + pg_ctl, tests/databases.py), unless SLIPWAY_TEST_DATABASE_URL names one.

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 import docker
 import pytest
@@ -39,7 +40,9 @@ from ci.pipeline.logformat import to_text
 from ci.store import db
 from ci.store.models import Build
 from ci.views.resources import Resources
+from runners.docker_executor import LABEL_INSTANCE
 from runners.rq_job import RunnerJob
+from runners.settings import load_runner_settings
 from tests.databases import Databases, LocalServer
 from tests.polling import wait_for
 
@@ -57,14 +60,22 @@ def sign(body: bytes, secret: str = SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def job_labels(job_id: int) -> dict[str, list[str]]:
+    """The Docker filter of a job's containers and networks in this test session.
+
+    Runners label them with the job and with their installation, named after their Redis
+    URL: test sessions side by side (``pytest -n``) have job 1 each, and a Redis each.
+    """
+    return {"label": [f"slipway.job={job_id}", f"{LABEL_INSTANCE}={_session['instance']}"]}
+
+
 def job_containers(client, job_id: int, *, stopped: bool = True) -> list:
     """The containers labelled with a job, skipping any removed while being listed.
 
     The runner removes a job's containers while tests watch them go; listing inspects each one,
     so a container removed in between must count as gone rather than fail the listing.
     """
-    return client.containers.list(all=stopped, filters={"label": f"slipway.job={job_id}"},
-                                  ignore_removed=True)
+    return client.containers.list(all=stopped, filters=job_labels(job_id), ignore_removed=True)
 
 
 @contextmanager
@@ -99,6 +110,10 @@ def _answers_get(port: int) -> bool:
         connection.close()
 
 
+#: What the session-scoped fixtures found, for helpers that take no fixture.
+_session: dict[str, str] = {}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -111,10 +126,16 @@ def redis_url(tmp_path_factory) -> str:
 
     It asks for a password, as every Redis Slipway starts does, so the whole suite uses
     URLs that carry one; the password goes in on standard input, never on a command line.
-    ``SLIPWAY_TEST_REDIS_URL`` points the tests at an existing server instead.
+    ``SLIPWAY_TEST_REDIS_URL`` points the tests at an existing server instead (database N of
+    the URL for the first session, N+1 for the second, …).
     """
     if os.environ.get("SLIPWAY_TEST_REDIS_URL"):
-        yield os.environ["SLIPWAY_TEST_REDIS_URL"]
+        # Sessions side by side (pytest -n) each take a database of their own on it.
+        parts = urlsplit(os.environ["SLIPWAY_TEST_REDIS_URL"])
+        worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+        url = parts._replace(path=f"/{int(parts.path.strip('/') or 0) + worker}").geturl()
+        _session["instance"] = load_runner_settings({"SLIPWAY_REDIS_URL": url}).instance
+        yield url
         return
     server = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()
@@ -129,6 +150,7 @@ def redis_url(tmp_path_factory) -> str:
     probe = Redis.from_url(url)
     wait_for(lambda: _answers(probe), timeout=10)
     probe.close()
+    _session["instance"] = load_runner_settings({"SLIPWAY_REDIS_URL": url}).instance
     yield url
     process.terminate()
     process.wait(timeout=10)

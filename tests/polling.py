@@ -25,10 +25,11 @@ def poll(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> 
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
-             what: str = "condition") -> T:
+             what: str | Callable[[], str] = "condition") -> T:
     """Poll ``predicate`` until it returns something truthy (returned), or fail at the
-    deadline with an error naming ``what`` was awaited."""
+    deadline with an error naming ``what`` was awaited (called then, when a function: it
+    may gather what explains the failure, such as the logs of the processes involved)."""
     value = poll(predicate, timeout, interval)
     if value is None:
-        raise AssertionError(f"{what} not met within {timeout:g}s")
+        raise AssertionError(f"{what() if callable(what) else what} not met within {timeout:g}s")
     return value

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 from redis.exceptions import ResponseError
 from rq import Queue
+from rq.scheduler import RQScheduler
 from sqlalchemy import select
 
 from ci import store
@@ -90,6 +91,12 @@ def start(role: str, env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("w") as output:
         return subprocess.Popen([SLIPWAY, role], env=env, stdout=output,
                                 stderr=subprocess.STDOUT)
+
+
+def tails(folder: Path) -> str:
+    """The end of each process's log in ``folder``, to explain a test that failed."""
+    return "".join(f"\n--- {log.name}\n{log.read_text()[-3000:]}"
+                   for log in sorted(folder.glob("*.log")))
 
 
 def consumers(redis_client) -> list[dict]:
@@ -181,7 +188,8 @@ def test_two_recorders_and_two_reporters_survive_a_sigkill_of_one_of_each(
         forge.holding.set()
         runner = threading.Thread(target=run_jobs, args=(redis_client, specs))
         runner.start()
-        wait_for(lambda: forge.held >= 2, timeout=30)
+        wait_for(lambda: forge.held >= 2, timeout=30,
+                 what=lambda: f"both reporters holding a report; logs:{tails(tmp_path)}")
         reporters[0].send_signal(signal.SIGKILL)
         reporters[0].wait()
         forge.holding.clear()
@@ -230,6 +238,49 @@ def test_two_recorders_and_two_reporters_survive_a_sigkill_of_one_of_each(
     # Events waited for their turn; none was applied out of order after giving up on one.
     assert "never came" not in survivor_log
     print(f"\nrecorder killed holding {held} events; {len(forge.answered)} statuses answered")
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, as /proc shows them."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # the process ended while being read
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_the_scheduler_of_a_reporter_killed_with_sigkill_stops_too(
+        resources, redis_client, tmp_path):
+    """RQ forks the reporter's scheduler into a process of its own: it must end with its
+    reporter and give the scheduler's lock back, for the reporter started in its place."""
+    settings = resources.settings
+    env = {**os.environ, "SLIPWAY_DATABASE_URL": settings.database_url,
+           "SLIPWAY_REDIS_URL": settings.redis_url, "SLIPWAY_DATA_DIR": str(settings.data_dir)}
+    reporter = start("reporter", env, tmp_path / "reporter.log")
+    lock = RQScheduler.get_locking_key(keys.STATUS_QUEUE)
+    try:
+        [scheduler] = wait_for(lambda: children_of(reporter.pid), what="the scheduler forked")
+        wait_for(lambda: redis_client.exists(lock), what="the scheduler's lock taken")
+        reporter.kill()
+        reporter.wait()
+        wait_for(lambda: not alive(scheduler), what="the scheduler ended")
+        assert not redis_client.exists(lock)
+    finally:
+        if reporter.poll() is None:
+            reporter.kill()
+            reporter.wait()
 
 
 def numbered(job: Job, seq: int, kind: EventType, **data) -> dict[str, str]:

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from ci.pipeline import keys
 from ci.store.models import Build
 from runners.images import ensure_image
-from tests.conftest import IMAGE, job_containers, log_of, post_hook, push_payload, wait_for
+from tests.conftest import (IMAGE, job_containers, job_labels, log_of, post_hook, push_payload,
+                            wait_for)
 
 REDIS_IMAGE = "slipway/redis:7"
 
@@ -99,9 +100,8 @@ steps:
         assert "--- service redis ---" in text
         assert "Ready to accept connections" in text
         # The result is reported first; the runner removes the job's containers right after.
-        label = {"label": f"slipway.job={job.id}"}
         wait_for(lambda: not job_containers(docker_client, job.id)
-                 and not docker_client.networks.list(filters=label))
+                 and not docker_client.networks.list(filters=job_labels(job.id)))
 
 
 @pytest.mark.docker

@@ -283,8 +283,23 @@ def reporter() -> None:
     ctx = _context()
     click.echo("reporter: sending commit statuses and notifications")
     # The scheduler puts a report or a notification that failed back in the queue after
-    # its backoff.
+    # its backoff. RQ forks it into a process of its own, which must not outlive this one.
+    reporter_pid = os.getpid()
+    os.register_at_fork(after_in_child=lambda: _end_with(reporter_pid))
     statuses.reporter(ctx.redis).work(with_scheduler=True, logging_level="INFO")
+
+
+def _end_with(parent_pid: int) -> None:
+    """In a child just forked from ``parent_pid``: have the kernel send it SIGTERM when the
+    parent dies. RQ's scheduler process would otherwise live on after a SIGKILL of its
+    reporter, holding the scheduler's lock with the settings of a process that is gone."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(0)
 
 
 @main.command()

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from flask import Flask, current_app, g
 from redis import Redis
 
-from ci.redis_client import connect
 from ci.settings import Settings, kept_secret
 from ci.store.db import Engine, Session, Sessions, make_engine, make_sessionmaker
+from ci.stream_watcher import connect_fan_out
 
 
 @dataclass
@@ -31,8 +31,8 @@ def init_app(app: Flask, settings: Settings) -> Resources:
     resources = Resources(
         settings=settings, engine=engine, sessions=make_sessionmaker(engine),
         write_sessions=make_sessionmaker(engine, writes=True),
-        redis=connect(settings.redis_url, socket_connect_timeout=2, socket_timeout=30,
-                      health_check_interval=30),
+        redis=connect_fan_out(settings.redis_url, socket_connect_timeout=2, socket_timeout=30,
+                              health_check_interval=30),
     )
     app.extensions["slipway"] = resources
     app.secret_key = settings.secret_key or kept_secret(settings.data_dir, "secret_key",
