@@ -46,11 +46,14 @@ def create_app(test_config: Mapping[str, Any] | None = None):
         resources,
         security,
     )
+    from ci.views.response_cache import ResponseCache
 
     settings = load_settings(**dict(test_config or {}))
     app = Flask(__name__, template_folder=str(Path(__file__).parent.parent / "templates"))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_webhook_bytes
     resources.init_app(app, settings)
+    # Inside ProxyFix: the answers are kept by the scheme and host the client asked for.
+    app.wsgi_app = ResponseCache(app.wsgi_app)
     if settings.proxy_hops:
         # Behind a proxy, the client's address (sign-in throttling) and the scheme come
         # from X-Forwarded-* — trusted only from as many proxies as configured.

@@ -111,11 +111,6 @@ def measure(ctx: Context, result: Result) -> None:
         result.breakdown.append("live log: the web server's log holds " + ", ".join(
             f"{count} x {name}" for name, count in errors.most_common()) + "; each stream cut "
             "short is a viewer that misses lines")
-    if "MaxConnectionsError" in errors:
-        result.breakdown.append("MaxConnectionsError is the limit of redis-py's connection pool "
-                                "(100 per process unless set): every viewer holds a Redis "
-                                "connection while it waits for lines, so each gunicorn worker "
-                                "serves at most that many viewers")
     result.breakdown += [f"live log, round {index + 1}: {count} of {VIEWERS:,} viewers got "
                          "every line" for index, count in enumerate(complete)]
     result.figures += [
