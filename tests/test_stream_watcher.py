@@ -54,3 +54,19 @@ def test_a_wait_times_out_with_nothing_and_dollar_still_means_what_comes_next(
     # Entries after the id asked for are read at once, without waiting.
     assert [fields[b"line"] for _name, entries in web.xread({"log": "0-0"}, block=60_000)
             for _id, fields in entries] == [b"old"]
+
+
+def test_a_reader_behind_what_the_watcher_keeps_reads_the_older_entries_from_redis(
+        redis_client, redis_url):
+    web = connect_fan_out(redis_url, socket_timeout=30)
+    old = [redis_client.xadd("log", {"line": f"old {n}"}).decode() for n in range(3)]
+    waiting = threading.Thread(target=web.xread, args=({"log": old[-1]},),
+                               kwargs={"block": 10_000})
+    waiting.start()
+    wait_for(lambda: web.watcher.waiting_on("log") == 1, what="a reader waiting at the end")
+    redis_client.xadd("log", {"line": "new"})
+    waiting.join(timeout=30)
+    # The watcher keeps what came after the first reader's id; this one asks for more.
+    lines = [fields[b"line"] for _name, entries in web.xread({"log": old[0]}, block=10_000)
+             for _id, fields in entries]
+    assert lines == [b"old 1", b"old 2", b"new"]
