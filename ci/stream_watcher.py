@@ -171,23 +171,31 @@ class StreamWatcher:
     def _run(self) -> None:
         client = self._connect()
         try:
-            while True:
-                with self._changed:
-                    if not self._after:
-                        self._running = False
-                        return
-                    streams = dict(self._after)
-                    keeping = {name: self._kept[name] for name in streams}
-                try:
-                    reply = client.xread(streams, count=READ_COUNT, block=WATCH_BLOCK_MS)
-                except RedisError as exc:
-                    log.warning("watching live streams: %s; reading again in %gs", exc,
-                                RETRY_SECONDS)
-                    time.sleep(RETRY_SECONDS)
-                    continue
-                self._arrived(reply or [], keeping)
+            self._read_while_waited_on(client)
+        except Exception:
+            # Callers still wait, for their timeout at most; the next one starts a reader.
+            log.exception("the live streams' reader failed")
+            with self._changed:
+                self._running = False
         finally:
             client.close()
+
+    def _read_while_waited_on(self, client: Redis) -> None:
+        while True:
+            with self._changed:
+                if not self._after:
+                    self._running = False
+                    return
+                streams = dict(self._after)
+                keeping = {name: self._kept[name] for name in streams}
+            try:
+                reply = client.xread(streams, count=READ_COUNT, block=WATCH_BLOCK_MS)
+            except RedisError as exc:
+                log.warning("watching live streams: %s; reading again in %gs", exc,
+                            RETRY_SECONDS)
+                time.sleep(RETRY_SECONDS)
+                continue
+            self._arrived(reply or [], keeping)
 
     def _arrived(self, reply: list[Any], keeping: Mapping[str, _Kept]) -> None:
         """Keep what a read found and wake who waits on it. A stream let go and asked for

@@ -31,7 +31,7 @@ from runners import job_network, owner
 from runners.docker_executor import sweep_orphans
 from runners.rq_job import RunnerJob
 from runners.settings import RunnerSettings, load_runner_settings
-from runners.worker import stop_running_jobs
+from runners.worker import stop_running_jobs, wait_for_cleanups
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class RunnerWorker(SimpleWorker):
             return super().work(*args, **kwargs)
         finally:
             sweeper.stop()
+            wait_for_cleanups()
 
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()

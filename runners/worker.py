@@ -46,6 +46,17 @@ make_executor: Callable[[], Executor] = DockerExecutor
 _running: set[JobRun] = set()
 _running_lock = threading.Lock()
 _stopping = threading.Event()
+#: The removals of finished jobs' containers, networks and workspaces under way.
+_cleanups: set[threading.Thread] = set()
+
+
+def wait_for_cleanups() -> None:
+    """Wait until what this process's finished jobs left is removed: a burst ends, or a
+    runner stops, with nothing of its jobs left behind."""
+    with _running_lock:
+        cleanups = list(_cleanups)
+    for cleanup in cleanups:
+        cleanup.join()
 
 
 def stop_running_jobs() -> None:
@@ -178,12 +189,29 @@ class JobRun:
             # The result is known: report it first, clean up after, so nobody waits on it.
             self.publisher.finished(status.value, error, error_step)
             self.publisher.release()
-            self.executor.destroy()
-            owner.remove(self.workspace)
             with _running_lock:
                 _running.discard(self)
+            self._clean_up()
             self.publisher.wait_sent()
         return status.value
+
+    def _clean_up(self) -> None:
+        """Remove the job's containers, network and workspace in a thread of its own, so
+        that the runner takes its next job meanwhile: removing them takes Docker about
+        0.4 s. Not a daemon thread: the process waits for it before it exits (a runner
+        killed meanwhile leaves them to the sweeps, as a runner killed mid-job does)."""
+        def clean_up() -> None:
+            try:
+                self.executor.destroy()
+                owner.remove(self.workspace)
+            finally:
+                with _running_lock:
+                    _cleanups.discard(cleanup)
+
+        cleanup = threading.Thread(target=clean_up, name=f"cleanup-{self.resource_name}")
+        with _running_lock:
+            _cleanups.add(cleanup)
+        cleanup.start()
 
     def _arm_timer(self, timeout: int) -> None:
         """(Re)start the job's timer: ``timeout`` counts from when the runner took the job,

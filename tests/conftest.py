@@ -43,6 +43,7 @@ from ci.views.resources import Resources
 from runners.docker_executor import LABEL_INSTANCE
 from runners.rq_job import RunnerJob
 from runners.settings import load_runner_settings
+from runners.worker import wait_for_cleanups
 from tests.databases import Databases, LocalServer
 from tests.polling import wait_for
 
@@ -384,6 +385,7 @@ def run_queue(resources, redis_client, tmp_path, monkeypatch):
     def run() -> Recorder:
         SimpleWorker([keys.JOBS_QUEUE], connection=redis_client, job_class=RunnerJob,
                      serializer=keys.RQ_SERIALIZER).work(burst=True)
+        wait_for_cleanups()
         recorder.drain()
         return recorder
 

@@ -33,6 +33,7 @@ from runners.local_exec.plan import Plan
 from runners.local_exec.terminal import STATUS_STYLES, Terminal, TerminalReporter
 from runners.local_exec.tree import WorkingTree
 from runners.settings import RunnerSettings
+from runners.worker import wait_for_cleanups
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class LocalPipeline:
                     settings = replace(self.settings, work_dir=work_dir / str(number))
                     results.append(self._job(number, cell, settings))
         finally:
+            wait_for_cleanups()  # the jobs' containers and networks, before their rules
             shutil.rmtree(work_dir, ignore_errors=True)
             _remove_rules()
         counted = [Status.PASSED if job.allow_failure and job.status in FAILURES else job.status
