@@ -38,6 +38,8 @@ class _Answer:
     headers: list[tuple[str, str]]
     body: bytes
     etag: str | None
+    #: The headers of the ``304`` that answers a request naming ``etag``.
+    not_modified_headers: list[tuple[str, str]]
 
 
 class ResponseCache:
@@ -87,17 +89,18 @@ class ResponseCache:
                 close()
         status, headers = started
         etag = next((value for name, value in headers if name.lower() == "etag"), None)
-        return _Answer(status, list(headers), body, etag)
+        not_modified = list(headers)
+        remove_entity_headers(not_modified)
+        return _Answer(status, list(headers), body, etag, not_modified)
 
     @staticmethod
     def _send(answer: _Answer, environ: dict[str, Any], start_response: StartResponse
               ) -> Iterable[bytes]:
         asked = environ.get("HTTP_IF_NONE_MATCH")
-        if asked and answer.etag and answer.status.startswith("200 ") \
-                and parse_etags(asked).contains_weak(unquote_etag(answer.etag)[0]):
-            headers = list(answer.headers)
-            remove_entity_headers(headers)
-            start_response("304 NOT MODIFIED", headers)
+        if asked and answer.etag and answer.status.startswith("200 ") and (
+                asked == answer.etag  # as a client sends it back, most often
+                or parse_etags(asked).contains_weak(unquote_etag(answer.etag)[0])):
+            start_response("304 NOT MODIFIED", list(answer.not_modified_headers))
             return []
         start_response(answer.status, list(answer.headers))
         return [answer.body]
