@@ -177,18 +177,6 @@ def redis_client(redis_url) -> Redis:
 DATABASES = ("sqlite", "postgresql")
 
 
-#: Files whose tests take minutes in all. ``make test`` hands whole files to its processes
-#: in the order collected: one of these collected last would run alone at the end.
-LONG_FILES = ("test_topology.py", "test_failover.py", "test_browser_build.py",
-              "test_browser_lists.py", "test_browser_admin.py", "test_runner.py",
-              "test_exec.py", "test_runner_lifecycle.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The long files first, each file's tests in their order."""
-    items.sort(key=lambda item: item.path.name not in LONG_FILES)
-
-
 def pytest_generate_tests(metafunc) -> None:
     """Run each test that uses a database (``database_kind``) once per database.
 
