@@ -106,7 +106,7 @@ class StreamWatcher:
         self._waiting: dict[str, int] = {}
         #: By stream: how many times entries arrived on it since it was first watched.
         self._arrivals: dict[str, int] = {}
-        #: By stream: the entries read since it was watched (from the furthest id asked).
+        #: By stream: the entries read since it was first watched (see :class:`_Kept`).
         self._kept: dict[str, _Kept] = {}
         self._running = False
 
@@ -204,9 +204,9 @@ class StreamWatcher:
         rows = {_text(name): entries for name, entries in reply}
         with self._changed:
             for name, kept in keeping.items():
-                entries = rows.get(name)
                 if name not in self._after:
                     continue
+                entries = rows.get(name)
                 if self._kept[name] is kept:
                     kept.read = True
                     if entries:
