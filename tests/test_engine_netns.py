@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+from tests.polling import wait_for
 from tests.test_job_network import host_addresses, host_listener, reaches
 from tests.topology import ROOT, Network, engine_netns, unavailable
 
@@ -151,12 +152,19 @@ def test_a_runner_stopping_keeps_the_rules_another_namespaces_job_needs(namespac
 def test_a_runner_reads_the_subnets_and_bridges_of_the_engines_namespace(namespaces):
     from runners import job_network
 
-    seen = {engine: in_namespace(namespaces, "runner-a", READ_NETWORK, engine=engine)
-            for engine in (True, False)}
-    assert seen[True].returncode == 0, seen[True].stderr
-    here = repr((job_network.attached_subnets(), sorted(job_network.bridges()),
-                 "docker0" in job_network.interfaces()))
-    assert seen[True].stdout.strip() == here
+    def here() -> str:
+        return repr((job_network.attached_subnets(), sorted(job_network.bridges()),
+                     "docker0" in job_network.interfaces()))
+
+    def read_alike() -> bool:
+        """The runner's reading matches this namespace's, taken before and after it: the
+        jobs of another test session on this engine may add or remove a bridge between."""
+        before = here()
+        reading = in_namespace(namespaces, "runner-a", READ_NETWORK, engine=True)
+        assert reading.returncode == 0, reading.stderr
+        return reading.stdout.strip() == before == here()
+
+    wait_for(read_alike, what="the runner reading the engine namespace's networks")
     # Its own namespace has only its veth's subnet, no bridge, no docker0.
-    own = namespaces.subnet
-    assert seen[False].stdout.strip() == repr(([str(own)], [], False))
+    own = in_namespace(namespaces, "runner-a", READ_NETWORK, engine=False)
+    assert own.stdout.strip() == repr(([str(namespaces.subnet)], [], False))
