@@ -179,12 +179,20 @@ def test_a_job_installs_the_rules_hooked_into_docker_user_and_input(docker_clien
     from runners import job_network
 
     # A runner stopping removes them, unless a job's bridge is still there (another
-    # test's, when tests run side by side).
-    removed = job_network.remove_rules()
-    bridges = [path.name for path in Path("/sys/class/net").iterdir()
-               if path.name.startswith("slipway")]
+    # test's, when tests run side by side: read while no bridge came or went meanwhile).
+    def job_bridges() -> list[str]:
+        return sorted(path.name for path in Path("/sys/class/net").iterdir()
+                      if path.name.startswith("slipway"))
+
+    def stop_while_bridges_stay() -> tuple[bool, list[str], str] | None:
+        before = job_bridges()
+        removed, rules = job_network.remove_rules(), iptables_rules()
+        return (removed, before, rules) if job_bridges() == before else None
+
+    removed, bridges, rules = wait_for(stop_while_bridges_stay,
+                                       what="a look while no job bridge came or went")
     assert removed == (not bridges)
-    assert ("SLIPWAY-JOBS" in iptables_rules()) == bool(bridges)
+    assert ("SLIPWAY-JOBS" in rules) == bool(bridges)
 
     with Job(docker_client, tmp_path):
         rules = iptables_rules().splitlines()
