@@ -165,7 +165,7 @@ class MirrorCache:
 
     def checkout(self, clone_url: str, sha: str, workspace: Path,
                  deadline: float | None = None) -> Path:
-        """Check out ``sha`` of ``clone_url`` into ``workspace`` (created; must not exist).
+        """Check out ``sha`` of ``clone_url`` into ``workspace`` (created, or made and empty).
 
         Returns the mirror's path: the workspace borrows its objects, so whoever
         uses the workspace elsewhere (a container) must see the mirror too.

@@ -9,6 +9,10 @@ own, where services answer to their names; :mod:`runners.job_network` firewalls 
 off from other jobs and from the runner host. Containers are never privileged, never
 see the Docker socket, and carry labels (their job, their runner process) so that
 :func:`sweep_orphans` can remove what a dead runner left behind.
+
+A job may start in a container started ahead of it (:mod:`runners.spare`): then its
+environment comes with each ``exec`` rather than with the container, and the
+container is renamed after the job.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from ci.pipeline.config import Service
-from runners import job_network
+from runners import spare
+from runners.containers import (WORKSPACE, create_network, remove_container, remove_network,
+                                start_container, workspace_volumes)
 from runners.executor import ExecutorError, JobEnvironment
 from runners.images import IMAGES
 from runners.owner import LABEL_RUNNER, RunnerProcess
@@ -39,12 +45,6 @@ LABEL_ATTEMPT = "slipway.attempt"
 #: installations sharing a Docker engine never judge each other's containers by their
 #: own leases (a container whose runner process is gone is an orphan to both).
 LABEL_INSTANCE = "slipway.instance"
-WORKSPACE = "/workspace"
-#: Builds install packages and run tests as root inside their container; these are
-#: the capabilities that needs. Everything else Docker grants by default (raw
-#: sockets, mknod, chroot, audit, file capabilities) is dropped.
-CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-                "NET_BIND_SERVICE"]
 OOM_EXIT_CODE = 137
 SERVICE_LOG_BYTES = 64 * 1024
 READY_POLL_SECONDS = 0.25
@@ -68,6 +68,7 @@ class DockerExecutor:
         self._lock = threading.Lock()
         self._killed = threading.Event()
         self._step_started = 0.0
+        self._spare: spare.Spare | None = None
 
     @property
     def client(self) -> docker.DockerClient:
@@ -78,21 +79,30 @@ class DockerExecutor:
                 raise ExecutorError(f"the Docker engine is not reachable: {exc}") from None
         return self._client
 
-    def begin(self, name: str, labels: dict[str, str], internet: bool) -> None:
+    def begin(self, name: str, labels: dict[str, str], internet: bool,
+              read_only_mounts: dict[str, str] | None = None) -> Path | None:
         self._labels = {**labels, LABEL_RUNNER: RunnerProcess.current().label()}
         try:
             client = self.client  # made here, not by two threads at once
         except ExecutorError as exc:
             self._network_error = exc
-            return
+            return None
+        if read_only_mounts is not None:
+            self._spare = spare.take(read_only_mounts, internet)
+        if self._spare is not None:
+            return self._spare.workspace
         self._making_network = threading.Thread(target=self._create_network,
                                                 args=(client, name, internet),
                                                 name="job-network", daemon=True)
         self._making_network.start()
+        return None
 
     def setup(self, environment: JobEnvironment, say: Callable[[str], None]) -> None:
         self._environment, self._say = environment, say
-        if self._making_network is None and self._network_error is None:
+        if self._spare is not None:
+            self._adopt(self._spare, environment)
+            self._spare = None
+        elif self._making_network is None and self._network_error is None:
             self.begin(environment.name, environment.labels, environment.internet)
         for image in [environment.image] + [service.image for service in environment.services]:
             self._ensure_image(image)
@@ -103,22 +113,40 @@ class DockerExecutor:
         for service in environment.services:
             self._wait_ready(service)
 
+    def start_ahead(self) -> None:
+        environment = self._environment
+        with self._lock:
+            started = environment is not None and environment.image in self._steps
+        if started:
+            spare.prepare(environment, {key: value for key, value in self._labels.items()
+                                        if key in (LABEL_INSTANCE, LABEL_RUNNER)})
+
+    def _adopt(self, taken: spare.Spare, environment: JobEnvironment) -> None:
+        """Make the spare taken in :meth:`begin` this job's: its network, or a new one if
+        it has none; its container when it fits (renamed after the job); one that does
+        not is removed."""
+        taken.wait()
+        self._network = taken.network
+        if self._network is None:
+            self._create_network(self.client, environment.name, environment.internet)
+        container = taken.container
+        if taken.fits(environment):
+            try:
+                container.rename(environment.name)
+            except APIError as exc:
+                log.warning("could not rename spare %s: %s", taken.name, exc)
+            self._steps[environment.image] = container
+        elif container is not None:
+            threading.Thread(target=remove_container, args=(container,),
+                             name="spare-removal", daemon=True).start()
+
     def _create_network(self, client: docker.DockerClient, name: str, internet: bool) -> None:
-        """A bridge of the job's own, where its services answer to their names, named so
-        that the host's firewall rules (checked first) keep it from other jobs and the host;
-        ``internal`` (no route out) unless the job may reach the internet. Runs in a thread
-        of its own (:meth:`begin`): a failure is kept for :meth:`_network_made`."""
+        """The job's network (:func:`runners.containers.create_network`), made in a thread of
+        its own (:meth:`begin`): a failure is kept for :meth:`_network_made`."""
         try:
-            with job_network.rules_in_force():
-                client.networks.create(
-                    name, driver="bridge", internal=not internet, labels=self._labels,
-                    options={"com.docker.network.bridge.name": job_network.bridge_name()})
-        except job_network.JobNetworkError as exc:
-            self._network_error = ExecutorError(
-                f"the job's network cannot be firewalled: {exc}")
-        except (APIError, DockerException) as exc:
-            self._network_error = ExecutorError(
-                f"could not create the job's network: {getattr(exc, 'explanation', None) or exc}")
+            create_network(client, name, internet, self._labels)
+        except ExecutorError as exc:
+            self._network_error = exc
         else:
             self._network = name
 
@@ -133,26 +161,11 @@ class DockerExecutor:
              aliases: list[str], mounts: bool) -> Container:
         """Start one container of this job with the job's limits, labels and network."""
         environment = self._environment
-        limits = environment.limits
-        volumes = {}
-        if mounts:
-            volumes = {str(environment.workspace): {"bind": WORKSPACE, "mode": "rw"}}
-            volumes.update({host: {"bind": inside, "mode": "ro"}
-                            for host, inside in environment.read_only_mounts.items()})
-        endpoint = self.client.api.create_endpoint_config(aliases=aliases) if aliases else None
-        try:
-            container = self.client.containers.run(
-                image, command, name=name, detach=True, init=True, labels=self._labels,
-                environment=env, working_dir=WORKSPACE if mounts else None, volumes=volumes,
-                mem_limit=limits.memory, memswap_limit=limits.memory,
-                nano_cpus=int(limits.cpus * 1e9), pids_limit=limits.pids, privileged=False,
-                security_opt=["no-new-privileges"], cap_drop=["ALL"], cap_add=CAPABILITIES,
-                network=self._network,
-                networking_config={self._network: endpoint} if endpoint else None,
-            )
-        except APIError as exc:
-            raise ExecutorError(f"could not start a container from {image}: "
-                                f"{exc.explanation or exc}") from None
+        volumes = (workspace_volumes(environment.workspace, environment.read_only_mounts)
+                   if mounts else {})
+        container = start_container(self.client, image, name, env=env, command=command,
+                                    labels=self._labels, limits=environment.limits,
+                                    network=self._network, aliases=aliases, volumes=volumes)
         if self._killed.is_set():
             container.kill()
         return container
@@ -227,8 +240,10 @@ class DockerExecutor:
         api = self.client.api
         self._step_started = time.time()
         try:
+            # The job's environment too: a spare (:mod:`runners.spare`) was started without.
             exec_id = api.exec_create(container.id, ["sh", "-ec", script], workdir=WORKSPACE,
-                                      environment=env or None)["Id"]
+                                      environment={**self._environment.env, **(env or {})}
+                                      )["Id"]
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             output = api.exec_start(exec_id, stream=True)
             try:
@@ -334,29 +349,18 @@ class DockerExecutor:
             containers = list(self._steps.values()) + list(self._services.values())
             self._steps, self._services, self._last = {}, {}, None
         for container in containers:
-            try:
-                container.remove(force=True)
-            except NotFound:
-                pass
-            except APIError as exc:
-                log.warning("could not remove container %s: %s", container.name, exc)
+            remove_container(container)
+        if self._spare is not None:  # taken, but the job ended before its setup
+            self._spare.remove()
+            self._spare = None
         if self._making_network is not None:
             self._making_network.join()  # a network still being made is removed too
         if self._network is not None:
-            _remove_network(self.client, self._network)
+            remove_network(self.client, self._network)
             self._network = None
         if self._owns_client and self._client is not None:
             self._client.close()
             self._client = None
-
-
-def _remove_network(client: docker.DockerClient, name: str) -> None:
-    try:
-        client.networks.get(name).remove()
-    except NotFound:
-        pass
-    except APIError as exc:
-        log.warning("could not remove network %s: %s", name, exc)
 
 
 def sweep_orphans(client: docker.DockerClient, instance: str,
@@ -367,7 +371,10 @@ def sweep_orphans(client: docker.DockerClient, instance: str,
     gone, which ``/proc`` tells without Redis (:mod:`runners.owner`), whichever
     installation it served. For the rest (made by a runner in another PID namespace, or
     before owners were labelled) this installation's lease decides, and only for its
-    own containers: another installation's leases are in another Redis.
+    own containers: another installation's leases are in another Redis. A spare
+    (:mod:`runners.spare`) of a runner in another PID namespace is an orphan once its
+    container stopped (its idle ``sleep`` ended, or its job's container was killed), and
+    its network once no container of the spare is left.
 
     Args:
         instance: the installation's :data:`LABEL_INSTANCE` value.
@@ -388,6 +395,12 @@ def sweep_orphans(client: docker.DockerClient, instance: str,
         except (KeyError, ValueError):
             return False
 
+    def spare_orphaned(labels: dict[str, str], stopped: bool) -> bool:
+        owner = RunnerProcess.parse(labels.get(LABEL_RUNNER, ""))
+        if owner is not None and owner.is_local():
+            return owner.is_gone()
+        return labels.get(LABEL_INSTANCE) == instance and stopped
+
     removed = []
     filters = {"label": [LABEL]}
     for container in client.containers.list(all=True, filters=filters, ignore_removed=True):
@@ -399,6 +412,22 @@ def sweep_orphans(client: docker.DockerClient, instance: str,
                 pass
     for network in client.networks.list(filters=filters):
         if orphaned(network.attrs.get("Labels") or {}):
-            _remove_network(client, network.name)
+            remove_network(client, network.name)
+            removed.append(network.name)
+    spares = {"label": [spare.LABEL_SPARE]}
+    left = set()
+    for container in client.containers.list(all=True, filters=spares, ignore_removed=True):
+        if spare_orphaned(container.labels, container.status != "running"):
+            try:
+                container.remove(force=True)
+                removed.append(container.name)
+                continue
+            except (APIError, NotFound):
+                pass
+        left.add(container.labels.get(spare.LABEL_SPARE))
+    for network in client.networks.list(filters=spares):
+        labels = network.attrs.get("Labels") or {}
+        if spare_orphaned(labels, labels.get(spare.LABEL_SPARE) not in left):
+            remove_network(client, network.name)
             removed.append(network.name)
     return removed

@@ -57,9 +57,20 @@ class JobEnvironment:
 
 
 class Executor(Protocol):
-    def begin(self, name: str, labels: dict[str, str], internet: bool) -> None:
+    def begin(self, name: str, labels: dict[str, str], internet: bool,
+              read_only_mounts: dict[str, str] | None = None) -> Path | None:
         """Start, in the background, what needs no pipeline (Docker: the job's network),
-        so it is ready by :meth:`setup`, which gets the same name and labels."""
+        so it is ready by :meth:`setup`, which gets the same name and labels.
+
+        Args:
+            read_only_mounts: the job's, when the caller may check out into a folder the
+                executor gives (below); None: it may not.
+
+        Returns:
+            A folder, made and empty, to check out into and give :meth:`setup` as the
+            workspace: one already mounted in a container started ahead for a job with
+            these mounts (Docker: :mod:`runners.spare`); None: the job's own.
+        """
 
     def setup(self, environment: JobEnvironment, say: Callable[[str], None]) -> None:
         """Prepare the job's container; raises :class:`ExecutorError` with a sentence."""
@@ -75,6 +86,11 @@ class Executor(Protocol):
         Returns:
             The exit code, or None when the step was killed.
         """
+
+    def start_ahead(self) -> None:
+        """Start, in the background, a container like this job's for the next job of this
+        process (Docker: a spare, :mod:`runners.spare`); nothing when the process has one
+        or this job's never started."""
 
     def diagnose(self, exit_code: int) -> str | None:
         """Why the last step ended with ``exit_code``, when the executor knows (out of memory)."""

@@ -15,17 +15,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from redis import Redis
+from redis import Redis, RedisError
 from rq import get_current_job
 
 from ci.pipeline.config import (CONFIG_FILE, DEFAULT_PIPELINE_HELP, MAX_FILE_BYTES, ConfigError,
                                 Pipeline, Step, allows_failure, default_pipeline, expand_matrix,
                                 for_cell, parse_pipeline)
+from ci.pipeline import keys
 from ci.pipeline.durations import format_duration
 from ci.pipeline.logformat import SERVICE_SECTIONS_START
 from ci.pipeline.spec import EventType, JobSpec
 from ci.pipeline.status import Status
-from runners import artifacts, owner
+from runners import artifacts, owner, spare
 from runners.cache import BuildCache
 from runners.checkout import CheckoutError, CheckoutTimeout, CloneUrl, CommitFiles, MirrorCache
 from runners.docker_executor import LABEL, LABEL_ATTEMPT, LABEL_INSTANCE, DockerExecutor
@@ -51,12 +52,14 @@ _cleanups: set[threading.Thread] = set()
 
 
 def wait_for_cleanups() -> None:
-    """Wait until what this process's finished jobs left is removed: a burst ends, or a
-    runner stops, with nothing of its jobs left behind."""
+    """Wait until what this process's finished jobs left is removed, the spare started
+    for the next job included: a burst ends, or a runner stops, with nothing of its jobs
+    left behind."""
     with _running_lock:
         cleanups = list(_cleanups)
     for cleanup in cleanups:
         cleanup.join()
+    spare.discard()
 
 
 def stop_running_jobs() -> None:
@@ -99,9 +102,19 @@ def run_job(payload: dict[str, Any]) -> str:
         publisher.finished(Status.CANCELED.value, f"canceled by {who} before it started")
         publisher.release()
         return Status.CANCELED.value
-    return JobRun(spec, settings, publisher, make_executor(), secrets,
-                  withheld or spec.secrets_withheld,
-                  artifacts.RedisDestination(redis, spec.job_id, spec.attempt)).run()
+    run = JobRun(spec, settings, publisher, make_executor(), secrets,
+                 withheld or spec.secrets_withheld,
+                 artifacts.RedisDestination(redis, spec.job_id, spec.attempt))
+    run.jobs_waiting = lambda: _jobs_ready(redis)
+    return run.run()
+
+
+def _jobs_ready(redis: Redis) -> bool:
+    """Whether RQ's list holds a job for the next free runner (False if Redis is away)."""
+    try:
+        return redis.llen(keys.JOBS_QUEUE_KEY) > 0
+    except RedisError:
+        return False
 
 
 def _resource_name(spec: JobSpec) -> str:
@@ -143,6 +156,13 @@ class JobRun:
         self._timer: threading.Timer | None = None
         #: The index of the step running now; -1 before and after the steps.
         self.running_step = -1
+        #: Whether the job may start in a container started ahead (:mod:`runners.spare`),
+        #: and start one for the next job.
+        self.spares = settings.spare_containers
+        #: Whether :attr:`workspace` is a folder the executor gave, made and empty.
+        self.workspace_given = False
+        #: Whether another job is ready for a runner now (then a spare starts early).
+        self.jobs_waiting: Callable[[], bool] = lambda: False
 
     def run(self) -> str:
         status, error, error_step = Status.ERRORED, None, -1
@@ -157,7 +177,11 @@ class JobRun:
         try:
             self.publisher.event(EventType.JOB_STARTED, runner=self.settings.name)
             # Docker takes about 0.1 s to make the job's network: meanwhile, check out.
-            self.executor.begin(self.resource_name, self.labels, self.settings.internet)
+            mirror = MirrorCache(self.settings.work_dir).mirror_path(self.spec.clone_url)
+            given = self.executor.begin(self.resource_name, self.labels, self.settings.internet,
+                                        self._read_only_mounts(mirror) if self.spares else None)
+            if given is not None:
+                self.workspace, self.workspace_given = given, True
             mirror = self._checkout(timeout)
             pipeline = self._read_pipeline()
             cell = self._plan(pipeline) if self.spec.plan else self.spec.cell
@@ -170,6 +194,10 @@ class JobRun:
             if self.timed_out.is_set():
                 raise JobFailed(Status.ERRORED, self._kill_reason(timeout))
             self._setup(pipeline, image, mirror, timeout)
+            if self.spares and self.jobs_waiting():
+                # The next job comes as this one ends: its container must be up by then.
+                # Otherwise it starts after the steps, taking no CPU from them.
+                self.executor.start_ahead()
             cache_key = self._restore_cache(pipeline, cell)
             status, error, error_step = self._run_steps(pipeline, timeout)
             self.running_step = -1
@@ -185,6 +213,8 @@ class JobRun:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
+            if self.spares and not _stopping.is_set():
+                self.executor.start_ahead()  # unless started with the steps
             self._publish_service_logs()
             # The result is known: report it first, clean up after, so nobody waits on it.
             self.publisher.finished(status.value, error, error_step)
@@ -231,8 +261,9 @@ class JobRun:
         self.publisher.info(f"checking out {spec.sha[:12]} ({spec.ref})")
         started = time.monotonic()
         self.workspace.parent.mkdir(parents=True, exist_ok=True)
-        owner.claim(self.workspace)
-        shutil.rmtree(self.workspace, ignore_errors=True)
+        if not self.workspace_given:
+            owner.claim(self.workspace)
+            shutil.rmtree(self.workspace, ignore_errors=True)
         try:
             mirror = MirrorCache(self.settings.work_dir).checkout(
                 spec.clone_url, spec.sha, self.workspace, deadline=self.taken + timeout)
@@ -276,11 +307,17 @@ class JobRun:
                              allow_failures=[allows_failure(pipeline, cell) for cell in cells])
         return cells[0]
 
-    def _setup(self, pipeline: Pipeline, image: str, mirror: Path, timeout: int) -> None:
+    def _read_only_mounts(self, mirror: Path) -> dict[str, str]:
+        """The mirror the workspace borrows its objects from, and the CA bundle if any."""
         mounts = {str(mirror): str(mirror)}
-        env = {**self.spec.env, "PYTHONUNBUFFERED": "1", **pipeline.env}
         if self.settings.ca_bundle:
             mounts[str(self.settings.ca_bundle)] = CA_BUNDLE_INSIDE
+        return mounts
+
+    def _setup(self, pipeline: Pipeline, image: str, mirror: Path, timeout: int) -> None:
+        mounts = self._read_only_mounts(mirror)
+        env = {**self.spec.env, "PYTHONUNBUFFERED": "1", **pipeline.env}
+        if self.settings.ca_bundle:
             env.setdefault("REQUESTS_CA_BUNDLE", CA_BUNDLE_INSIDE)
             env.setdefault("PIP_CERT", CA_BUNDLE_INSIDE)
             env.setdefault("SSL_CERT_FILE", CA_BUNDLE_INSIDE)

@@ -51,11 +51,15 @@ class HostWorkspace:
         self.root: Path | None = None
         self.archived: list[str] = []
 
-    def begin(self, name: str, labels: dict[str, str], internet: bool) -> None:
-        """Nothing to prepare."""
+    def begin(self, name: str, labels: dict[str, str], internet: bool,
+              read_only_mounts: dict[str, str] | None = None) -> None:
+        """Nothing to prepare, and no folder to check out into."""
 
     def setup(self, environment, say) -> None:
         self.root = environment.workspace
+
+    def start_ahead(self) -> None:
+        """Nothing runs ahead."""
 
     def run_step(self, script, on_output, image=None, env=None) -> int | None:
         code, effect = self.steps.pop(0)

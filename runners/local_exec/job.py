@@ -50,6 +50,8 @@ class LocalJobRun(JobRun):
         self.pipeline = pipeline
         self.labels.update({LABEL_INSTANCE: EXEC_INSTANCE, LABEL_EXEC: str(tree.root)})
         self.resource_name = f"slipway-exec-{secrets.token_hex(4)}"
+        #: The workspace is a copy made afresh (:meth:`_checkout`), in no folder given.
+        self.spares = False
 
     def _checkout(self, timeout: int) -> Path:
         """Copy the checkout as it is on disk; returns the object folder it borrows from,

@@ -28,6 +28,7 @@ from rq import Worker
 from ci.pipeline import keys
 from runners.docker_executor import LABEL, LABEL_INSTANCE
 from runners.settings import RunnerSettings
+from runners.spare import LABEL_SPARE
 from tests.bench.common import (BIN, BUILD_SECONDS, PYTEST_CONFIG, REPO, ROOT, SECRET,
                                 START_SECONDS, BenchError, TinyRepo, environment, free_port,
                                 procfile, push_webhook, run, wait_until)
@@ -174,21 +175,31 @@ class Stack:
         return any(group["name"] == keys.RECORDER_GROUP.encode() for group in groups)
 
     def stop(self) -> None:
-        """Stop the processes (workers first, Redis last) and remove their job containers."""
+        """Stop the processes (workers first, Redis last) and remove their job containers,
+        and the spares (:mod:`runners.spare`) a runner stopped while making one left."""
         self.processes.stop()
         self.http.close()
-        for container in self._job_containers():
+        for container in self._job_containers() + self._job_containers(LABEL_SPARE):
             try:
                 container.remove(force=True)
             except APIError:  # already gone, or its runner's removal is under way
                 pass
+        for network in self.docker.networks.list(filters=self._labels(LABEL_SPARE)):
+            try:
+                network.remove()
+            except APIError:
+                pass
         self.docker.close()
 
-    def _job_containers(self) -> list[Container]:
-        """The job containers of this stack's runners (and of no other installation)."""
+    def _labels(self, label: str) -> dict[str, list[str]]:
         instance = RunnerSettings(self.redis_url, self.data_dir, None, "").instance
-        labels = {"label": [LABEL, f"{LABEL_INSTANCE}={instance}"]}
-        return self.docker.containers.list(all=True, filters=labels, ignore_removed=True)
+        return {"label": [label, f"{LABEL_INSTANCE}={instance}"]}
+
+    def _job_containers(self, label: str = LABEL) -> list[Container]:
+        """The job containers (or spares) of this stack's runners, and of no other
+        installation's."""
+        return self.docker.containers.list(all=True, filters=self._labels(label),
+                                           ignore_removed=True)
 
     def wait_quiet(self) -> None:
         """Wait until the runners removed their job containers, so that the next
