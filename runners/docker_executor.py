@@ -136,6 +136,7 @@ class DockerExecutor:
             except APIError as exc:
                 log.warning("could not rename spare %s: %s", taken.name, exc)
             self._steps[environment.image] = container
+            self._say("the job runs in a container started ahead for it")
         elif container is not None:
             threading.Thread(target=remove_container, args=(container,),
                              name="spare-removal", daemon=True).start()

@@ -70,6 +70,11 @@ def job_labels(job_id: int) -> dict[str, list[str]]:
     return {"label": [f"slipway.job={job_id}", f"{LABEL_INSTANCE}={_session['instance']}"]}
 
 
+def installation() -> str:
+    """This test session's installation label (:data:`LABEL_INSTANCE`'s value)."""
+    return _session["instance"]
+
+
 def job_containers(client, job_id: int, *, stopped: bool = True) -> list:
     """The containers labelled with a job, skipping any removed while being listed.
 
