@@ -65,7 +65,8 @@ METHOD = f"""\
   untimed warm-up build (it fills the runner's mirror cache), then {BUILDS} times:
   commit to the repository, send its push webhook, poll
   `GET /api/repos/bench/tiny/builds/N` every 10 ms until it says `passed`, wait until
-  the runner removed its containers. Figure: sent -> seen passed; floor: the build
+  the runner removed its containers and started its spare for the next job (the runner
+  is idle again). Figure: sent -> seen passed; floor: the build
   floor, one at a time. The breakdown's legs come from the client's clock (webhook ->
   202, seen passed) and from the build JSON (job and step `started_at`/`finished_at`).
 """

@@ -202,9 +202,20 @@ class Stack:
                                            ignore_removed=True)
 
     def wait_quiet(self) -> None:
-        """Wait until the runners removed their job containers, so that the next
-        measurement does not share the machine with a cleanup."""
-        wait_until(lambda: not self._job_containers(), BUILD_SECONDS, "job containers removed")
+        """Wait until the runners removed their job containers and started their spares
+        (:mod:`runners.spare`), so that the next measurement does not share the machine
+        with what a runner does after a job."""
+        wait_until(lambda: not self._job_containers() and self._spares_started(), BUILD_SECONDS,
+                   "job containers removed and spares started")
+
+    def _spares_started(self) -> bool:
+        """Whether each spare's folder (made before its job's end is reported) has its
+        container running."""
+        folders = {path.name for path in (self.data_dir / "runner" / "workspaces").glob(
+            "slipway-spare-*") if path.is_dir()}
+        running = {container.labels.get(LABEL_SPARE) for container in
+                   self._job_containers(LABEL_SPARE) if container.status == "running"}
+        return folders <= running
 
     def api(self, path: str) -> dict:
         """GET a path of bench/tiny's JSON API; an error status ends the bench, saying why."""
