@@ -122,24 +122,22 @@ class DockerExecutor:
                                         if key in (LABEL_INSTANCE, LABEL_RUNNER)})
 
     def _adopt(self, taken: spare.Spare, environment: JobEnvironment) -> None:
-        """Make the spare taken in :meth:`begin` this job's: its network, or a new one if
-        it has none; its container when it fits (renamed after the job); one that does
-        not is removed."""
+        """Make the spare taken in :meth:`begin` this job's when its container fits and
+        still runs (renamed after the job). Otherwise the spare's container and network
+        are removed, and the job makes its own in the folder it checked out into."""
         taken.wait()
-        self._network = taken.network
-        if self._network is None:
-            self._create_network(self.client, environment.name, environment.internet)
-        container = taken.container
-        if taken.fits(environment):
+        if taken.fits(environment) and _running(taken.container):
+            self._network = taken.network
             try:
-                container.rename(environment.name)
+                taken.container.rename(environment.name)
             except APIError as exc:
                 log.warning("could not rename spare %s: %s", taken.name, exc)
-            self._steps[environment.image] = container
+            self._steps[environment.image] = taken.container
             self._say("the job runs in a container started ahead for it")
-        elif container is not None:
-            threading.Thread(target=remove_container, args=(container,),
-                             name="spare-removal", daemon=True).start()
+            return
+        threading.Thread(target=taken.remove, kwargs={"workspace": False},
+                         name="spare-removal", daemon=True).start()
+        self._create_network(self.client, environment.name, environment.internet)
 
     def _create_network(self, client: docker.DockerClient, name: str, internet: bool) -> None:
         """The job's network (:func:`runners.containers.create_network`), made in a thread of
@@ -362,6 +360,18 @@ class DockerExecutor:
         if self._owns_client and self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _running(container: Container | None) -> bool:
+    """Whether the container still runs: the engine may have restarted, or its ``sleep``
+    been killed, since it was started ahead."""
+    if container is None:
+        return False
+    try:
+        container.reload()
+    except (APIError, NotFound):
+        return False
+    return container.status == "running"
 
 
 def sweep_orphans(client: docker.DockerClient, instance: str,

@@ -88,14 +88,16 @@ class Spare:
                 and environment.internet == self.internet
                 and time.monotonic() + environment.lifetime_seconds <= self.ends_at)
 
-    def remove(self) -> None:
-        """Remove the container, the network and the workspace folder, once made."""
+    def remove(self, workspace: bool = True) -> None:
+        """Remove the container and the network once made, and the workspace folder unless
+        a job checked out into it (then the job removes it)."""
         self.wait()
         if self.container is not None:
             remove_container(self.container)
         if self.network is not None:
             remove_network(self._client, self.network)
-        owner.remove(self.workspace)
+        if workspace:
+            owner.remove(self.workspace)
 
     def _make(self) -> None:
         try:

@@ -46,7 +46,8 @@ def spares(docker_client, instance: str) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def instance() -> str:
+def instance(redis_url) -> str:
+    """This session's installation label, which its Redis names."""
     return installation()
 
 
@@ -176,3 +177,34 @@ def test_spares_are_on_unless_turned_off_and_a_wrong_value_says_so(tmp_path: Pat
         is False
     with pytest.raises(ValueError, match=r"SLIPWAY_SPARE_CONTAINERS='yes' is neither 1"):
         load_runner_settings({**base, "SLIPWAY_SPARE_CONTAINERS": "yes"})
+
+
+@pytest.mark.docker
+def test_a_job_whose_spare_died_meanwhile_starts_its_own_container(
+        environment, spare_labels, docker_client, instance):
+    from runners.docker_executor import DockerExecutor
+
+    spare.prepare(environment, spare_labels)
+    label = {"label": [spare.LABEL_SPARE, f"{LABEL_INSTANCE}={instance}"]}
+
+    def running_spare():
+        found = docker_client.containers.list(filters={**label, "status": "running"})
+        return found[0] if found else None
+
+    wait_for(running_spare).kill()  # as an engine restart or an OOM kill would leave it
+    executor = DockerExecutor()
+    said = []
+    try:
+        folder = executor.begin(environment.name, {LABEL_INSTANCE: instance}, True,
+                                environment.read_only_mounts)
+        assert folder is not None and folder.name.startswith("slipway-spare-")
+        (folder / "marker.txt").write_text("checked out\n")
+        executor.setup(dataclasses.replace(environment, workspace=folder), said.append)
+        output = []
+        assert executor.run_step('cat marker.txt; echo "token=$TOKEN"', output.append) == 0
+        assert "checked out\ntoken=s3cret-value\n" == "".join(output)
+        assert "the job runs in a container started ahead for it" not in said
+        assert docker_client.containers.get(environment.name).status == "running"
+    finally:
+        executor.destroy()
+    wait_for(lambda: spares(docker_client, instance) == {"containers": [], "networks": []})
