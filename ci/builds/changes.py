@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from redis import Redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 from ci.pipeline import keys
@@ -37,12 +38,18 @@ def announce(redis: Redis, changed: Iterable[tuple[int, int]]) -> None:
         return
     try:
         with redis.pipeline(transaction=False) as pipe:
-            for repo_id, build_id in changed:
-                pipe.xadd(keys.CHANGES_STREAM, {"r": repo_id, "b": build_id},
-                          maxlen=keys.CHANGES_MAXLEN, approximate=True)
+            add_to(pipe, changed)
             pipe.execute()
     except RedisError as exc:
         log.warning("build change notices not sent, Redis: %s", exc)
+
+
+def add_to(pipe: Pipeline, changed: Iterable[tuple[int, int]]) -> None:
+    """Queue the notices of ``changed`` on a pipeline that is sent anyway (a build's enqueue),
+    which saves them a round trip of their own."""
+    for repo_id, build_id in dict.fromkeys(changed):
+        pipe.xadd(keys.CHANGES_STREAM, {"r": repo_id, "b": build_id},
+                  maxlen=keys.CHANGES_MAXLEN, approximate=True)
 
 
 def latest_id(redis: Redis) -> str:

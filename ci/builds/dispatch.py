@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -27,7 +28,7 @@ from rq.job import JobStatus
 from ci import store
 from ci.accounts import repo_secrets
 from ci.accounts.job_limits import limits_for, max_jobs_for
-from ci.builds import fair_queue
+from ci.builds import changes, fair_queue
 from ci.logs import storage
 from ci.pipeline import fair_queue as admission
 from ci.pipeline import keys
@@ -72,13 +73,15 @@ def job_spec(settings: Settings, repo: Repo, build: Build, job: Job, attempt: in
     )
 
 
-def enqueue(redis: Redis, spec: JobSpec, max_jobs: int = 0) -> None:
+def enqueue(redis: Redis, spec: JobSpec, max_jobs: int = 0,
+            notices: Iterable[tuple[int, int]] = ()) -> None:
     """Put one attempt of a job in its repository's line for the runners, and admit what may
-    go: one transaction, two round trips to Redis (the first checks that Redis has the
-    admission script).
+    go: one transaction, one round trip to Redis.
 
     Args:
         max_jobs: how many of the repository's jobs may run at once (0: no limit).
+        notices: (repository id, build id) changes to announce in the same round trip
+            (:func:`ci.builds.changes.add_to`).
     """
     queue = fair_queue.FairQueue(redis, spec.repo_id, max_jobs)
     with redis.pipeline() as pipe:
@@ -92,6 +95,7 @@ def enqueue(redis: Redis, spec: JobSpec, max_jobs: int = 0) -> None:
         # An attempt starts clean: no cancel of a rerun's earlier attempt, and no live log
         # of a job that had this id before the database was restored from a backup.
         pipe.delete(keys.cancel(spec.job_id), keys.log_stream(spec.job_id))
+        changes.add_to(pipe, notices)
         pipe.execute()
 
 
@@ -118,22 +122,35 @@ def request_cancel(redis: Redis, job: Job, who: str) -> None:
         admission.withdraw(redis, job.build.repo_id, rq_job_id)
 
 
-def enqueue_build(redis: Redis, settings: Settings, build: Build) -> bool:
+def enqueue_build(redis: Redis, settings: Settings, build: Build,
+                  announce: bool = False) -> bool:
     """Enqueue every queued job of a committed build; False when Redis is unreachable.
 
     A failure loses nothing: the jobs stay queued in SQL and :func:`reconcile`
     enqueues them once Redis answers again.
+
+    Args:
+        announce: also announce the build's change (:mod:`ci.builds.changes`), with the
+            first job, in its round trip.
     """
     return enqueue_jobs(redis, settings, build,
-                        [job for job in build.jobs if job.status == Status.QUEUED])
+                        [job for job in build.jobs if job.status == Status.QUEUED],
+                        [(build.repo_id, build.id)] if announce else [])
 
 
-def enqueue_jobs(redis: Redis, settings: Settings, build: Build, jobs: list[Job]) -> bool:
-    """Enqueue ``jobs`` of a committed build; False when Redis is unreachable."""
+def enqueue_jobs(redis: Redis, settings: Settings, build: Build, jobs: list[Job],
+                 notices: list[tuple[int, int]] | None = None) -> bool:
+    """Enqueue ``jobs`` of a committed build; False when Redis is unreachable.
+
+    Args:
+        notices: changes to announce with the first job (:func:`enqueue`).
+    """
+    if not jobs and notices:
+        changes.announce(redis, notices)
     try:
-        for job in jobs:
+        for index, job in enumerate(jobs):
             enqueue(redis, job_spec(settings, build.repo, build, job, job.attempt),
-                    max_jobs_for(settings, build.repo))
+                    max_jobs_for(settings, build.repo), (notices or []) if index == 0 else [])
     except RedisError as exc:
         log.warning("build %s queued in the database; Redis unavailable (%s)", build.id, exc)
         return False

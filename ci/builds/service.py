@@ -53,10 +53,11 @@ def accept(session: Session, redis: Redis, settings: Settings, repo: Repo,
         build = intake.create_build(session, repo, trigger, skip_reason)
     except intake.DuplicateDelivery as duplicate:
         return Accepted(build=duplicate.build, created=False, enqueued=False)
-    changes.announce(redis, [(repo.id, build.id)])
     if skip_reason:
+        changes.announce(redis, [(repo.id, build.id)])
         return Accepted(build=build, created=True, enqueued=False, skipped=True)
-    enqueued = dispatch.enqueue_build(redis, settings, build)
+    # The page's notice goes with the first job's enqueue: one round trip to Redis for both.
+    enqueued = dispatch.enqueue_build(redis, settings, build, announce=True)
     if enqueued:  # else Redis is down: the runner's first event reports the build instead
         statuses.report_build(redis, build)
     if enqueued and _auto_cancels(settings, build):
