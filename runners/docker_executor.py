@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import codecs
 import logging
+import re
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -48,6 +50,7 @@ LABEL_INSTANCE = "slipway.instance"
 OOM_EXIT_CODE = 137
 SERVICE_LOG_BYTES = 64 * 1024
 READY_POLL_SECONDS = 0.25
+_JOB_NAME = re.compile(r"slipway-job-(\d+)-(\d+)-[0-9a-f]+")
 
 
 class DockerExecutor:
@@ -362,6 +365,17 @@ class DockerExecutor:
             self._client = None
 
 
+def job_resource_name(job_id: int, attempt: int) -> str:
+    """A name for a job's containers and network, unique even for a retried attempt."""
+    return f"slipway-job-{job_id}-{attempt}-{secrets.token_hex(3)}"
+
+
+def _job_named(name: str) -> tuple[int, int] | None:
+    """The (job id, attempt) a :func:`job_resource_name` names; None for another name."""
+    match = _JOB_NAME.fullmatch(name)
+    return (int(match[1]), int(match[2])) if match else None
+
+
 def _running(container: Container | None) -> bool:
     """Whether the container still runs: the engine may have restarted, or its ``sleep``
     been killed, since it was started ahead."""
@@ -384,8 +398,8 @@ def sweep_orphans(client: docker.DockerClient, instance: str,
     before owners were labelled) this installation's lease decides, and only for its
     own containers: another installation's leases are in another Redis. A spare
     (:mod:`runners.spare`) of a runner in another PID namespace is an orphan once its
-    container stopped (its idle ``sleep`` ended, or its job's container was killed), and
-    its network once no container of the spare is left.
+    container stopped (its idle ``sleep`` ended, or it was killed) or, taken by a job, by
+    that job's lease; its network once no container of the spare is left.
 
     Args:
         instance: the installation's :data:`LABEL_INSTANCE` value.
@@ -406,11 +420,14 @@ def sweep_orphans(client: docker.DockerClient, instance: str,
         except (KeyError, ValueError):
             return False
 
-    def spare_orphaned(labels: dict[str, str], stopped: bool) -> bool:
+    def spare_orphaned(labels: dict[str, str], stopped: bool, name: str = "") -> bool:
         owner = RunnerProcess.parse(labels.get(LABEL_RUNNER, ""))
         if owner is not None and owner.is_local():
             return owner.is_gone()
-        return labels.get(LABEL_INSTANCE) == instance and stopped
+        if labels.get(LABEL_INSTANCE) != instance:
+            return False
+        taken_by = _job_named(name)  # a spare a job took bears the job's name
+        return stopped or (taken_by is not None and is_live(*taken_by) is False)
 
     removed = []
     filters = {"label": [LABEL]}
@@ -428,7 +445,7 @@ def sweep_orphans(client: docker.DockerClient, instance: str,
     spares = {"label": [spare.LABEL_SPARE]}
     left = set()
     for container in client.containers.list(all=True, filters=spares, ignore_removed=True):
-        if spare_orphaned(container.labels, container.status != "running"):
+        if spare_orphaned(container.labels, container.status != "running", container.name):
             try:
                 container.remove(force=True)
                 removed.append(container.name)

@@ -8,7 +8,6 @@ as events, and the job's container and workspace are removed in every case.
 from __future__ import annotations
 
 import logging
-import secrets
 import shutil
 import threading
 import time
@@ -29,7 +28,8 @@ from ci.pipeline.status import Status
 from runners import artifacts, owner, spare
 from runners.cache import BuildCache
 from runners.checkout import CheckoutError, CheckoutTimeout, CloneUrl, CommitFiles, MirrorCache
-from runners.docker_executor import LABEL, LABEL_ATTEMPT, LABEL_INSTANCE, DockerExecutor
+from runners.docker_executor import (LABEL, LABEL_ATTEMPT, LABEL_INSTANCE, DockerExecutor,
+                                     job_resource_name)
 from runners.executor import Executor, ExecutorError, JobEnvironment
 from runners.publisher import Publisher
 from runners.reporter import Reporter
@@ -117,11 +117,6 @@ def _jobs_ready(redis: Redis) -> bool:
         return False
 
 
-def _resource_name(spec: JobSpec) -> str:
-    """A name for the job's containers and network, unique even for a retried attempt."""
-    return f"slipway-job-{spec.job_id}-{spec.attempt}-{secrets.token_hex(3)}"
-
-
 class JobRun:
     """The state of one job while it runs on this runner.
 
@@ -149,7 +144,7 @@ class JobRun:
         self.secrets_withheld = secrets_withheld
         self.workspace = settings.work_dir / "workspaces" / f"{spec.job_id}-{spec.attempt}"
         #: What the job's containers and network are called and labelled, for the sweeps.
-        self.resource_name = _resource_name(spec)
+        self.resource_name = job_resource_name(spec.job_id, spec.attempt)
         self.labels = {LABEL: str(spec.job_id), LABEL_ATTEMPT: str(spec.attempt),
                        LABEL_INSTANCE: settings.instance, "slipway.repo": spec.repo}
         self.taken = time.monotonic()

@@ -208,3 +208,29 @@ def test_a_job_whose_spare_died_meanwhile_starts_its_own_container(
     finally:
         executor.destroy()
     wait_for(lambda: spares(docker_client, instance) == {"containers": [], "networks": []})
+
+
+@pytest.mark.docker
+def test_a_taken_spare_of_a_runner_in_another_pid_namespace_goes_by_its_jobs_lease(
+        environment, spare_labels, docker_client, instance):
+    from runners.docker_executor import job_resource_name
+
+    elsewhere = dataclasses.replace(RunnerProcess.current(), namespace="1").label()
+    spare.prepare(environment, {**spare_labels, LABEL_RUNNER: elsewhere})
+    taken = spare.take(environment.read_only_mounts, environment.internet)
+    taken.wait()
+    name = job_resource_name(41, 2)
+    taken.container.rename(name)
+    leases = {}
+
+    def sweep() -> list[str]:
+        return sweep_orphans(docker_client, instance, lambda job, attempt: leases[(job, attempt)])
+
+    try:
+        leases[(41, 2)] = True
+        assert sweep() == []  # its job runs: its runner cannot be seen from here
+        leases[(41, 2)] = False
+        assert sorted(sweep()) == sorted([name, taken.name])  # its container and network
+        assert spares(docker_client, instance) == {"containers": [], "networks": []}
+    finally:
+        taken.remove()
