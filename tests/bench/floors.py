@@ -66,29 +66,60 @@ def webhooks(port: int, sha: str, label: str, count: int = REQUESTS) -> list[byt
             for index in range(count)]
 
 
+class FloorServer:
+    """The trivial app behind the Procfile's gunicorn line, kept running so that a section
+    can take a floor round before each of its own rounds: on a machine shared with others,
+    two figures taken minutes apart differ by the machine's load as much as by what they
+    measure, and a ratio of rounds taken side by side does not."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.port = free_port()
+        self.sha = ctx.repo.head
+        workdir = ctx.workdir / f"server-floor-{self.port}"
+        workdir.mkdir()
+        self.processes = Processes(workdir, environment(PORT=str(self.port)))
+
+    def __enter__(self) -> FloorServer:
+        command = procfile()["web"].replace(WEB_APP, "tests.bench.floor_app:app")
+        try:
+            self.processes.spawn("web", "sh", "-c", command)
+            wait_until(lambda: self.processes.check()
+                       or answers(f"http://127.0.0.1:{self.port}/"),
+                       START_SECONDS, "the floor's gunicorn answering")
+            self.posts(0)
+            self.gets(0)
+        except BaseException:
+            self.processes.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.processes.check()
+        self.processes.stop()
+
+    def posts(self, rounds: int = 1) -> list[float]:
+        """Rounds of signed webhook POSTs (after a warm-up), answers 202 per second."""
+        rates, _lost = rate_rounds(self.port, lambda label: webhooks(self.port, self.sha, label),
+                                   rounds, CLIENTS, 202, WARM_UP)
+        return rates
+
+    def gets(self, rounds: int = 1) -> list[float]:
+        """Rounds of badge GETs (after a warm-up), answers 200 per second."""
+        request = raw_request(self.port, "GET", BADGE_PATH)
+        rates, _lost = rate_rounds(self.port, lambda _label: [request] * REQUESTS, rounds,
+                                   CLIENTS, 200, WARM_UP)
+        return rates
+
+
 def server_floor(ctx: Context) -> ServerFloor:
     """The trivial app behind the Procfile's gunicorn line, POSTs then GETs."""
-    port = free_port()
-    workdir = ctx.workdir / "server-floor"
-    workdir.mkdir()
-    command = procfile()["web"].replace(WEB_APP, "tests.bench.floor_app:app")
-    processes = Processes(workdir, environment(PORT=str(port)))
-    try:
-        processes.spawn("web", "sh", "-c", command)
-        wait_until(lambda: processes.check() or answers(f"http://127.0.0.1:{port}/"),
-                   START_SECONDS, "the floor's gunicorn answering")
-        sha = ctx.repo.head
-        meter = CpuMeter(processes.sessions())
-        post, _lost = rate_rounds(port, lambda label: webhooks(port, sha, label), ROUNDS,
-                                  CLIENTS, 202, WARM_UP)
+    with FloorServer(ctx) as server:
+        meter = CpuMeter(server.processes.sessions())
+        post = server.posts(ROUNDS)
         post_cpu = meter.spent()["web"] / (REQUESTS * ROUNDS + WARM_UP)
-        meter = CpuMeter(processes.sessions())
-        get, _lost = rate_rounds(port, lambda _label: [raw_request(port, "GET", BADGE_PATH)]
-                                 * REQUESTS, ROUNDS, CLIENTS, 200, WARM_UP)
+        meter = CpuMeter(server.processes.sessions())
+        get = server.gets(ROUNDS)
         get_cpu = meter.spent()["web"] / (REQUESTS * ROUNDS + WARM_UP)
-        processes.check()
-    finally:
-        processes.stop()
     return ServerFloor(post, get, post_cpu * 1000, get_cpu * 1000)
 
 
