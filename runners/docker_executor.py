@@ -118,6 +118,9 @@ class DockerExecutor:
 
     def start_ahead(self) -> None:
         environment = self._environment
+        if environment is None and self._spare is not None:
+            spare.prepare_like(self._spare)  # before setup: like the one this job took
+            return
         with self._lock:
             started = environment is not None and environment.image in self._steps
         if started:

@@ -54,6 +54,9 @@ class Spare:
         ends_at: the :func:`time.monotonic` time the container's ``sleep`` ends.
         container: the container, once started (None before, or if it could not be).
         network: the network's name, once made.
+        made_like: the environment of the job it was made after, and ``labels`` the labels
+            it was given: what the next spare is made like when this one is taken before
+            its job's pipeline is read (:func:`prepare_like`).
     """
 
     def __init__(self, client: docker.DockerClient, environment: JobEnvironment,
@@ -67,6 +70,7 @@ class Spare:
         self.lifetime = environment.lifetime_seconds + IDLE_SECONDS
         self.ends_at = time.monotonic() + self.lifetime
         self.labels = {**labels, LABEL_SPARE: self.name}
+        self.made_like, self.given_labels = environment, labels
         self.container: Container | None = None
         self.network: str | None = None
         self._client = client
@@ -135,6 +139,12 @@ def prepare(environment: JobEnvironment, labels: dict[str, str]) -> None:
             _held = Spare(_client, environment, labels)
         except (DockerException, OSError) as exc:
             log.warning("could not start a spare container for the next job: %s", exc)
+
+
+def prepare_like(taken: Spare) -> None:
+    """Start making a spare like ``taken`` (the job that took it has not read its pipeline
+    yet, and most often needs what the job before it needed), unless this process has one."""
+    prepare(taken.made_like, taken.given_labels)
 
 
 def take(read_only_mounts: dict[str, str], internet: bool) -> Spare | None:

@@ -177,6 +177,9 @@ class JobRun:
                                         self._read_only_mounts(mirror) if self.spares else None)
             if given is not None:
                 self.workspace, self.workspace_given = given, True
+            if self.spares and self.jobs_waiting():
+                # The next job comes as this one ends: its container must be up by then.
+                self.executor.start_ahead()
             mirror = self._checkout(timeout)
             pipeline = self._read_pipeline()
             cell = self._plan(pipeline) if self.spec.plan else self.spec.cell
@@ -190,9 +193,7 @@ class JobRun:
                 raise JobFailed(Status.ERRORED, self._kill_reason(timeout))
             self._setup(pipeline, image, mirror, timeout)
             if self.spares and self.jobs_waiting():
-                # The next job comes as this one ends: its container must be up by then.
-                # Otherwise it starts after the steps, taking no CPU from them.
-                self.executor.start_ahead()
+                self.executor.start_ahead()  # unless started already
             cache_key = self._restore_cache(pipeline, cell)
             status, error, error_step = self._run_steps(pipeline, timeout)
             self.running_step = -1
@@ -209,7 +210,9 @@ class JobRun:
             if self._timer is not None:
                 self._timer.cancel()
             if self.spares and not _stopping.is_set():
-                self.executor.start_ahead()  # unless started with the steps
+                # Unless started already: with no job waiting, it starts now, after the
+                # steps, taking no CPU from them.
+                self.executor.start_ahead()
             self._publish_service_logs()
             # The result is known: report it first, clean up after, so nobody waits on it.
             self.publisher.finished(status.value, error, error_step)
