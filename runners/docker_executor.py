@@ -72,6 +72,8 @@ class DockerExecutor:
         self._killed = threading.Event()
         self._step_started = 0.0
         self._spare: spare.Spare | None = None
+        #: Whether :meth:`setup` got the job's container: a spare may be made like it.
+        self._set_up = False
 
     @property
     def client(self) -> docker.DockerClient:
@@ -113,6 +115,7 @@ class DockerExecutor:
         for service in environment.services:
             self._start_service(service)
         self._step_container(environment.image)
+        self._set_up = True
         for service in environment.services:
             self._wait_ready(service)
 
@@ -121,9 +124,7 @@ class DockerExecutor:
         if environment is None and self._spare is not None:
             spare.prepare_like(self._spare)  # before setup: like the one this job took
             return
-        with self._lock:
-            started = environment is not None and environment.image in self._steps
-        if started:
+        if self._set_up:
             spare.prepare(environment, {key: value for key, value in self._labels.items()
                                         if key in (LABEL_INSTANCE, LABEL_RUNNER)})
 

@@ -90,8 +90,8 @@ class Executor(Protocol):
     def start_ahead(self) -> None:
         """Start, in the background, a container like this job's for the next job of this
         process (Docker: a spare, :mod:`runners.spare`); nothing when the process has one
-        or this job's never started. Before :meth:`setup`, a container like the one this
-        job started in, if it started in one made ahead."""
+        or this job's never started; after :meth:`destroy` too. Before :meth:`setup`, a
+        container like the one this job started in, if it started in one made ahead."""
 
     def diagnose(self, exit_code: int) -> str | None:
         """Why the last step ended with ``exit_code``, when the executor knows (out of memory)."""

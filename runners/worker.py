@@ -209,10 +209,6 @@ class JobRun:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
-            if self.spares and not _stopping.is_set():
-                # Unless started already: with no job waiting, it starts now, after the
-                # steps, taking no CPU from them.
-                self.executor.start_ahead()
             self._publish_service_logs()
             # The result is known: report it first, clean up after, so nobody waits on it.
             self.publisher.finished(status.value, error, error_step)
@@ -227,10 +223,16 @@ class JobRun:
         """Remove the job's containers, network and workspace in a thread of its own, so
         that the runner takes its next job meanwhile: removing them takes Docker about
         0.4 s. Not a daemon thread: the process waits for it before it exits (a runner
-        killed meanwhile leaves them to the sweeps, as a runner killed mid-job does)."""
+        killed meanwhile leaves them to the sweeps, as a runner killed mid-job does).
+
+        Then, unless a job waiting had it started already, the container for the next job
+        starts (:meth:`Executor.start_ahead`): after the steps, the report and the removal,
+        it takes no CPU from them (nor from the last lines on their way to the viewers)."""
         def clean_up() -> None:
             try:
                 self.executor.destroy()
+                if self.spares and not _stopping.is_set():
+                    self.executor.start_ahead()
                 owner.remove(self.workspace)
             finally:
                 with _running_lock:

@@ -209,13 +209,17 @@ class Stack:
                    "job containers removed and spares started")
 
     def _spares_started(self) -> bool:
-        """Whether each spare's folder (made before its job's end is reported) has its
-        container running."""
-        folders = {path.name for path in (self.data_dir / "runner" / "workspaces").glob(
-            "slipway-spare-*") if path.is_dir()}
-        running = {container.labels.get(LABEL_SPARE) for container in
-                   self._job_containers(LABEL_SPARE) if container.status == "running"}
-        return folders <= running
+        """Whether no job's workspace folder is left and each spare's folder has its
+        container running, idle (a spare a job took bears the job's name). A runner makes
+        the spare's folder before it removes the job's, so one of them is always there
+        until the spare runs."""
+        workspaces = self.data_dir / "runner" / "workspaces"
+        folders = {path.name for path in workspaces.iterdir() if path.is_dir()} \
+            if workspaces.is_dir() else set()
+        idle = {container.name for container in self._job_containers(LABEL_SPARE)
+                if container.status == "running"
+                and container.name == container.labels.get(LABEL_SPARE)}
+        return folders <= idle
 
     def api(self, path: str) -> dict:
         """GET a path of bench/tiny's JSON API; an error status ends the bench, saying why."""
