@@ -42,7 +42,7 @@ class RunnerSettings:
         spare_containers: whether each runner process starts a container ahead for its
             next job (``SLIPWAY_SPARE_CONTAINERS``, ``1`` by default, ``0`` for none):
             a job then waits about half a second less for its first step, and each idle
-            runner process keeps one stopped-in-place container (:mod:`runners.spare`).
+            runner process keeps one idle container running (:mod:`runners.spare`).
     """
 
     redis_url: str

@@ -54,19 +54,16 @@ class Spare:
         ends_at: the :func:`time.monotonic` time the container's ``sleep`` ends.
         container: the container, once started (None before, or if it could not be).
         network: the network's name, once made.
-        made_like: the environment of the job it was made after, and ``labels`` the labels
-            it was given: what the next spare is made like when this one is taken before
-            its job's pipeline is read (:func:`prepare_like`).
+        made_like: the environment of the job it was made after (its image, limits,
+            mounts and network kind are the spare's), and ``given_labels`` the labels it
+            was given: what the next spare is made like when this one is taken before its
+            job's pipeline is read (:func:`prepare_like`).
     """
 
     def __init__(self, client: docker.DockerClient, environment: JobEnvironment,
                  labels: dict[str, str]) -> None:
         self.name = f"slipway-spare-{secrets.token_hex(4)}"
         self.workspace = environment.workspace.parent / self.name
-        self.image = environment.image
-        self.limits = environment.limits
-        self.read_only_mounts = dict(environment.read_only_mounts)
-        self.internet = environment.internet
         self.lifetime = environment.lifetime_seconds + IDLE_SECONDS
         self.ends_at = time.monotonic() + self.lifetime
         self.labels = {**labels, LABEL_SPARE: self.name}
@@ -86,11 +83,17 @@ class Spare:
     def fits(self, environment: JobEnvironment) -> bool:
         """Whether ``environment``'s container is this one: it mounts the same, runs the
         same image under the same limits, and the ``sleep`` outlives the job."""
+        like = self.made_like
         return (self.container is not None and environment.workspace == self.workspace
-                and environment.image == self.image and environment.limits == self.limits
-                and environment.read_only_mounts == self.read_only_mounts
-                and environment.internet == self.internet
+                and environment.image == like.image and environment.limits == like.limits
+                and self.serves(environment.read_only_mounts, environment.internet)
                 and time.monotonic() + environment.lifetime_seconds <= self.ends_at)
+
+    def serves(self, read_only_mounts: dict[str, str], internet: bool) -> bool:
+        """Whether a job with these mounts and network kind may take it, its ``sleep``
+        not over: what :func:`take` knows of a job before its pipeline is read."""
+        return (read_only_mounts == self.made_like.read_only_mounts
+                and internet == self.made_like.internet and time.monotonic() < self.ends_at)
 
     def remove(self, workspace: bool = True) -> None:
         """Remove the container and the network once made, and the workspace folder unless
@@ -104,14 +107,15 @@ class Spare:
             owner.remove(self.workspace)
 
     def _make(self) -> None:
+        like = self.made_like
         try:
-            create_network(self._client, self.name, self.internet, self.labels)
+            create_network(self._client, self.name, like.internet, self.labels)
             self.network = self.name
             self.container = start_container(
-                self._client, self.image, self.name, env={},
-                command=["sleep", str(self.lifetime)], labels=self.labels, limits=self.limits,
+                self._client, like.image, self.name, env={},
+                command=["sleep", str(self.lifetime)], labels=self.labels, limits=like.limits,
                 network=self.name, aliases=[],
-                volumes=workspace_volumes(self.workspace, self.read_only_mounts))
+                volumes=workspace_volumes(self.workspace, like.read_only_mounts))
         except (ExecutorError, DockerException) as exc:
             log.warning("could not start a spare container for the next job: %s", exc)
 
@@ -154,8 +158,7 @@ def take(read_only_mounts: dict[str, str], internet: bool) -> Spare | None:
     spare = _pop()
     if spare is None:
         return None
-    if (spare.read_only_mounts == read_only_mounts and spare.internet == internet
-            and time.monotonic() < spare.ends_at):
+    if spare.serves(read_only_mounts, internet):
         return spare
     threading.Thread(target=spare.remove, name="spare-removal", daemon=True).start()
     return None

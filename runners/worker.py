@@ -172,9 +172,10 @@ class JobRun:
         try:
             self.publisher.event(EventType.JOB_STARTED, runner=self.settings.name)
             # Docker takes about 0.1 s to make the job's network: meanwhile, check out.
-            mirror = MirrorCache(self.settings.work_dir).mirror_path(self.spec.clone_url)
+            mounts = self._read_only_mounts(MirrorCache(self.settings.work_dir).mirror_path(
+                self.spec.clone_url)) if self.spares else None
             given = self.executor.begin(self.resource_name, self.labels, self.settings.internet,
-                                        self._read_only_mounts(mirror) if self.spares else None)
+                                        mounts)
             if given is not None:
                 self.workspace, self.workspace_given = given, True
             if self.spares and self.jobs_waiting():

@@ -33,7 +33,7 @@ class Change:
 
 def announce(redis: Redis, changed: Iterable[tuple[int, int]]) -> None:
     """Say that each (repository id, build id) of ``changed`` changed, in one round trip."""
-    changed = list(dict.fromkeys(changed))
+    changed = list(changed)
     if not changed:
         return
     try:

@@ -135,11 +135,11 @@ def enqueue_build(redis: Redis, settings: Settings, build: Build,
     """
     return enqueue_jobs(redis, settings, build,
                         [job for job in build.jobs if job.status == Status.QUEUED],
-                        [(build.repo_id, build.id)] if announce else [])
+                        [(build.repo_id, build.id)] if announce else ())
 
 
 def enqueue_jobs(redis: Redis, settings: Settings, build: Build, jobs: list[Job],
-                 notices: list[tuple[int, int]] | None = None) -> bool:
+                 notices: Iterable[tuple[int, int]] = ()) -> bool:
     """Enqueue ``jobs`` of a committed build; False when Redis is unreachable.
 
     Args:
@@ -150,7 +150,7 @@ def enqueue_jobs(redis: Redis, settings: Settings, build: Build, jobs: list[Job]
     try:
         for index, job in enumerate(jobs):
             enqueue(redis, job_spec(settings, build.repo, build, job, job.attempt),
-                    max_jobs_for(settings, build.repo), (notices or []) if index == 0 else [])
+                    max_jobs_for(settings, build.repo), notices if index == 0 else ())
     except RedisError as exc:
         log.warning("build %s queued in the database; Redis unavailable (%s)", build.id, exc)
         return False

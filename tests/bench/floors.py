@@ -86,8 +86,6 @@ class FloorServer:
             wait_until(lambda: self.processes.check()
                        or answers(f"http://127.0.0.1:{self.port}/"),
                        START_SECONDS, "the floor's gunicorn answering")
-            self.posts(0)
-            self.gets(0)
         except BaseException:
             self.processes.stop()
             raise
