@@ -272,11 +272,12 @@ def test_the_scheduler_of_a_reporter_killed_with_sigkill_stops_too(
     lock = RQScheduler.get_locking_key(keys.STATUS_QUEUE)
     try:
         [scheduler] = wait_for(lambda: children_of(reporter.pid), what="the scheduler forked")
-        wait_for(lambda: redis_client.exists(lock), what="the scheduler's lock taken")
+        holder = wait_for(lambda: redis_client.get(lock), what="the scheduler's lock taken")
         reporter.kill()
         reporter.wait()
         wait_for(lambda: not alive(scheduler), what="the scheduler ended")
-        assert not redis_client.exists(lock)
+        # Given back: no longer this scheduler's (another test's scheduler may take it next).
+        assert redis_client.get(lock) != holder
     finally:
         if reporter.poll() is None:
             reporter.kill()
