@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 from redis.exceptions import ResponseError
 from rq import Queue
-from rq.scheduler import RQScheduler
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from sqlalchemy import select
 
 from ci import store
@@ -270,9 +270,18 @@ def test_the_scheduler_of_a_reporter_killed_with_sigkill_stops_too(
            "SLIPWAY_REDIS_URL": settings.redis_url, "SLIPWAY_DATA_DIR": str(settings.data_dir)}
     reporter = start("reporter", env, tmp_path / "reporter.log")
     lock = RQScheduler.get_locking_key(keys.STATUS_QUEUE)
+
+    def scheduler_holding_the_lock() -> tuple[bytes, int] | None:
+        """The lock's holder and its pid once it is this reporter's scheduler: known by the
+        pid it registers, once its signal handlers are set (the reporter forks other
+        short-lived children too, and an earlier test's scheduler may hold the lock)."""
+        holder = redis_client.get(lock)
+        pid = holder and redis_client.hget(SCHEDULER_KEY_TEMPLATE % holder.decode(), "pid")
+        return (holder, int(pid)) if pid and int(pid) in children_of(reporter.pid) else None
+
     try:
-        [scheduler] = wait_for(lambda: children_of(reporter.pid), what="the scheduler forked")
-        holder = wait_for(lambda: redis_client.get(lock), what="the scheduler's lock taken")
+        holder, scheduler = wait_for(scheduler_holding_the_lock,
+                                     what="the reporter's scheduler holding the lock")
         reporter.kill()
         reporter.wait()
         wait_for(lambda: not alive(scheduler), what="the scheduler ended")
