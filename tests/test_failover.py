@@ -11,7 +11,6 @@ import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +18,8 @@ import pytest
 from redis.exceptions import ResponseError
 from rq import Queue
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from ci import store
 from ci.builds import dispatch, service
@@ -29,7 +29,8 @@ from ci.forges import statuses
 from ci.forges.types import Trigger
 from ci.pipeline import fair_queue, keys
 from ci.pipeline.spec import Event, EventType
-from ci.store.models import Job, Step
+from ci.store import db
+from ci.store.models import Job, Repo, Step
 from runners.publisher import Publisher
 from tests.conftest import IMAGE, SECRET, SLIPWAY, post_hook, push_payload, wait_for
 
@@ -163,9 +164,11 @@ def test_two_recorders_and_two_reporters_survive_a_sigkill_of_one_of_each(
     repo = store.add_repo(session, "octo/project", "github", str(git_repo.path), SECRET)
     statuses.set_forge_access(session, settings, repo, "t0ken", forge.url)
     session.commit()
+    # No pruning pass: one in the thread of a recorder stopped below would keep the database's
+    # write lock from the other recorder for db.WRITER_IDLE_TIMEOUT_MS (a test of its own).
     env = {**os.environ, "SLIPWAY_DATABASE_URL": settings.database_url,
            "SLIPWAY_REDIS_URL": settings.redis_url, "SLIPWAY_DATA_DIR": str(settings.data_dir),
-           "SLIPWAY_BASE_URL": "http://ci.test"}
+           "SLIPWAY_BASE_URL": "http://ci.test", "SLIPWAY_KEEP_DAYS": "0"}
     recorders = [start("recorder", env, tmp_path / f"recorder-{n}.log") for n in (1, 2)]
     reporters = [start("reporter", env, tmp_path / f"reporter-{n}.log") for n in (1, 2)]
     try:
@@ -176,18 +179,26 @@ def test_two_recorders_and_two_reporters_survive_a_sigkill_of_one_of_each(
             builds.append(service.accept(session, redis_client, settings, repo, trigger).build)
         specs = [dispatch.job_spec(settings, repo, build, build.jobs[0], 1) for build in builds]
 
-        # A recorder stopped while blocked reading the stream still gets entries (Redis answers
-        # its read, in turn with the other): once it holds some, it dies without acknowledging.
-        victim = recorders[0]
+        # A recorder stopped while blocked reading the stream still gets entries: Redis answers
+        # the blocked reads in turn, so with both stopped so, each gets some of the first. The
+        # victim keeps them and dies without acknowledging; the survivor goes on.
+        victim, survivor = recorders
         redis_port = urlsplit(settings.redis_url).port
-        wait_for(lambda: len(consumers(redis_client)) == 2
-                 and stopped_while_reading(redis_client, victim, redis_port), interval=0.01)
+        wait_for(lambda: len(consumers(redis_client)) == 2, what="both recorders reading")
+        for recorder in (survivor, victim):
+            wait_for(lambda: stopped_while_reading(redis_client, recorder, redis_port),
+                     interval=0.01, what=f"recorder {recorder.pid} stopped while reading")
         victim_name = next(c["name"] for c in consumers(redis_client)
                            if c["name"].endswith(f"-{victim.pid}".encode()))
-        # Both reporters now hold a report the forge does not answer; one of them dies.
         forge.holding.set()
         runner = threading.Thread(target=run_jobs, args=(redis_client, specs))
         runner.start()
+        # Never acknowledged by the victim: once these are recorded, the survivor took them over
+        # (after CLAIM_IDLE_MS, before or after the kill below, as the machine's pace has it).
+        held = wait_for(lambda: pending_of(redis_client, victim_name),
+                        what="the stopped recorder holding events")
+        survivor.send_signal(signal.SIGCONT)
+        # Both reporters now hold a report the forge does not answer; one of them dies.
         wait_for(lambda: forge.held >= 2, timeout=30,
                  what=lambda: f"both reporters holding a report; logs:{tails(tmp_path)}")
         reporters[0].send_signal(signal.SIGKILL)
@@ -195,8 +206,6 @@ def test_two_recorders_and_two_reporters_survive_a_sigkill_of_one_of_each(
         forge.holding.clear()
         forge.released.set()
         runner.join(timeout=60)
-        held = pending_of(redis_client, victim_name)
-        assert held > 0, "the stopped recorder should hold unacknowledged events"
         victim.send_signal(signal.SIGKILL)
         victim.wait()
 
@@ -259,6 +268,39 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@pytest.mark.postgresql_only
+def test_a_writer_gone_quiet_inside_its_transaction_loses_the_write_lock(
+        session, resources, git_repo, monkeypatch):
+    """A writer whose process froze, or whose host vanished, between two statements holds
+    PostgreSQL's write lock: the server ends its session after WRITER_IDLE_TIMEOUT_MS, the
+    other writers go on, and what the quiet one had written is rolled back, not half kept."""
+    store.add_repo(session, "octo/project", "github", str(git_repo.path), SECRET)
+    session.commit()
+    monkeypatch.setattr(db, "WRITER_IDLE_TIMEOUT_MS", 300)
+    engine = db.make_engine(resources.settings.database_url)
+    writes = db.make_sessionmaker(engine, writes=True)
+    quiet = writes()
+    quiet.execute(update(Repo).values(default_branch="half-done"))  # then no word from it
+    done = threading.Event()
+
+    def other_writer() -> None:
+        with writes() as other:
+            other.execute(update(Repo).values(default_branch="main"))  # waits for the lock
+            other.commit()
+        done.set()
+
+    threading.Thread(target=other_writer, daemon=True).start()
+    try:
+        assert done.wait(timeout=30), "the other writer still waits for the write lock"
+        with pytest.raises(OperationalError):
+            quiet.execute(select(Repo.default_branch))
+    finally:
+        quiet.close()
+        engine.dispose()
+    session.rollback()
+    assert session.scalars(select(Repo.default_branch)).all() == ["main"]
 
 
 def test_the_scheduler_of_a_reporter_killed_with_sigkill_stops_too(

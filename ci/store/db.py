@@ -9,9 +9,11 @@ and never block a writer.
 PostgreSQL keeps that one guarantee the services are written against: write sessions
 run one at a time (each takes the same transaction-level advisory lock as it begins),
 so reading rows and then writing what follows from them (a job finished, hence the
-build) needs no row locks there either. The webhook's own writes (``raw_write``) take
-no such lock on PostgreSQL: they are atomic statements, and the increment of the
-repository's build number locks the one row that concurrent webhooks share.
+build) needs no row locks there either; a writer that goes quiet inside its transaction
+(its process frozen, its host gone) loses it after ``WRITER_IDLE_TIMEOUT_MS``. The
+webhook's own writes (``raw_write``) take no such lock on PostgreSQL: they are atomic
+statements, and the increment of the repository's build number locks the one row that
+concurrent webhooks share.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ _WRITER_LOCKS: weakref.WeakKeyDictionary[Pool, WriterLock] = weakref.WeakKeyDict
 WRITES = "slipway_writes"
 #: The PostgreSQL advisory lock that write sessions queue for ("slipway" in ASCII).
 WRITER_LOCK_KEY = 0x736C6970776179
+#: How long PostgreSQL waits for a write transaction's client between two statements
+#: before it ends the session. A writer whose process froze or whose host vanished would
+#: otherwise keep the write lock, and every other writer waiting, until TCP gives up on
+#: its connection (hours); its transaction is rolled back, nothing of it half done.
+WRITER_IDLE_TIMEOUT_MS = 30_000
+#: The SQLSTATE of a session the server ended for that (idle_in_transaction_session_timeout).
+IDLE_SESSION_ENDED = "25P03"
 
 
 def make_engine(url: str) -> Engine:
@@ -101,8 +110,22 @@ def _postgresql_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
         if connection.get_execution_options().get(WRITES, False):
-            # Released by the transaction's commit or rollback, whatever ends it.
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})")
+            # Both last until the transaction's commit or rollback, whatever ends it.
+            connection.exec_driver_sql(
+                "SELECT set_config('idle_in_transaction_session_timeout', "
+                f"'{WRITER_IDLE_TIMEOUT_MS}', true), pg_advisory_xact_lock({WRITER_LOCK_KEY})")
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context) -> OperationalError | None:
+        # The server ended the session of a writer that went quiet: its connection is lost
+        # like any other, so it is dropped (the others are fine) and the error is
+        # ``Unavailable`` (worth trying again), not one of the data.
+        if getattr(context.original_exception, "sqlstate", None) != IDLE_SESSION_ENDED:
+            return None
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
+        return OperationalError(context.statement, context.parameters,
+                                context.original_exception, connection_invalidated=True)
 
     return engine
 
