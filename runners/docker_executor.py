@@ -38,6 +38,7 @@ from runners.containers import (WORKSPACE, create_network, remove_container, rem
 from runners.executor import ExecutorError, JobEnvironment
 from runners.images import IMAGES
 from runners.owner import LABEL_RUNNER, RunnerProcess
+from runners.read_ahead import read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -251,14 +252,10 @@ class DockerExecutor:
                                       environment={**self._environment.env, **(env or {})}
                                       )["Id"]
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
-            output = api.exec_start(exec_id, stream=True)
-            try:
-                for chunk in output:
-                    text = decoder.decode(chunk)
-                    if text:
-                        on_output(text)
-            finally:
-                output.close()
+            for piece in read_ahead(api.exec_start(exec_id, stream=True)):
+                text = decoder.decode(piece)
+                if text:
+                    on_output(text)
             tail = decoder.decode(b"", final=True)
             if tail:
                 on_output(tail)
