@@ -37,8 +37,8 @@ from runners.containers import (WORKSPACE, create_network, remove_container, rem
                                 start_container, workspace_volumes)
 from runners.executor import ExecutorError, JobEnvironment
 from runners.images import IMAGES
+from runners.output_pieces import sent_in_pieces
 from runners.owner import LABEL_RUNNER, RunnerProcess
-from runners.read_ahead import read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -252,10 +252,19 @@ class DockerExecutor:
                                       environment={**self._environment.env, **(env or {})}
                                       )["Id"]
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
-            for piece in read_ahead(api.exec_start(exec_id, stream=True)):
+
+            def send(piece: bytes) -> None:
                 text = decoder.decode(piece)
                 if text:
                     on_output(text)
+
+            output = api.exec_start(exec_id, stream=True)
+            try:
+                with sent_in_pieces(send) as forward:
+                    for chunk in output:
+                        forward(chunk)
+            finally:
+                output.close()
             tail = decoder.decode(b"", final=True)
             if tail:
                 on_output(tail)
