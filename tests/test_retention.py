@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import subprocess
 import threading
 from dataclasses import dataclass, replace
@@ -274,6 +275,27 @@ def test_recorders_prune_one_at_a_time(builds, session, resources, redis_client)
     assert redis_client.get(keys.PRUNE_LOCK) == b"recorder-a"
     assert 0 < redis_client.ttl(keys.PRUNE_LOCK) <= settings.prune_interval_seconds
     assert first.tick() is None  # not due again before the interval
+
+
+def test_a_pass_runs_at_a_lower_cpu_priority_than_the_recorder(
+        builds, session, resources, redis_client, monkeypatch):
+    old = builds("main")
+    builds("main")
+    niceness = []
+
+    def watched_prune(*args, **kwargs):
+        niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real_prune(*args, **kwargs)
+
+    real_prune = retention.prune
+    monkeypatch.setattr(retention, "prune", watched_prune)
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    pruning = retention.PeriodicPruning(resources.write_sessions, redis_client,
+                                        replace(resources.settings, keep_builds=1), "rec")
+    pruning.tick().join(timeout=60)
+    assert niceness == [min(ours + retention.PRUNING_NICENESS, 19)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == ours
+    assert pruned_ids(session) == {old.build_id}  # and the pass did its work
 
 
 def test_a_rerun_of_a_pruned_build_keeps_its_new_log(builds, session, resources, redis_client):

@@ -19,6 +19,7 @@ job marked, each build deleted, by one of them (``ci.store.pruning``).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 #: Builds looked at per batch: each batch's transaction stays short.
 BATCH_SIZE = 200
+#: How much nicer than its recorder the pruning thread runs (Linux has a nice value per
+#: thread): a pass over many builds gives way to the web and the recording on a host they
+#: share.
+PRUNING_NICENESS = 10
 
 #: A query of ``ci.store.pruning`` naming candidates: (session, cutoff, after id, limit).
 Finder = Callable[[Session, datetime, int, int], list[pruning.Candidate]]
@@ -202,7 +207,8 @@ class PeriodicPruning:
     """A recorder's share of pruning: a pass every ``prune_interval_seconds`` by whichever
     recorder first takes :data:`~ci.pipeline.keys.PRUNE_LOCK` (``SET NX EX``), in a thread
     of its own, so that a long first pass over years of builds never holds up the recording
-    of events."""
+    of events, and at a lower CPU priority (:data:`PRUNING_NICENESS`), so that it takes
+    from the pages only the CPU they leave."""
 
     def __init__(self, sessions: Sessions, redis: Redis, settings: Settings,
                  holder: str) -> None:
@@ -228,6 +234,9 @@ class PeriodicPruning:
         return self._thread
 
     def _run(self) -> None:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread,
+                       min(os.getpriority(os.PRIO_PROCESS, thread) + PRUNING_NICENESS, 19))
         try:
             report = prune(self.sessions, self.settings, Policy.of(self.settings), utcnow())
         except Exception:  # noqa: BLE001 - housekeeping must never stop a recorder
